@@ -1,0 +1,364 @@
+//! An opened backend: one long-lived sandboxed instance of a plugin, called asynchronously.
+//!
+//! Calls to one backend are serialized (a plugin is single-threaded) and each runs in its own
+//! task, so a caller that gives up (a dropped HTTP request) never leaves an instance half-way
+//! through a call. A call that traps, panics, runs out of memory or passes its deadline throws
+//! the instance away; the next call instantiates a fresh one and opens the store again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use wasmtime::component::ResourceAny;
+use wasmtime::{Engine, Store, Trap};
+
+use crate::bindings::{self, guest, wit};
+use crate::engine::EPOCH_TICK;
+use crate::error::{Error, Result, chain};
+use crate::plugin::Plugin;
+use crate::sandbox::{Grants, LOG_BUDGET_PER_CALL, StoreState};
+use crate::{LockInfo, Object, Page, Precondition};
+
+/// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
+/// blocked in a host call (where the epoch deadline cannot interrupt it).
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// How much of a crashed plugin's output is quoted in the error.
+const QUOTED_OUTPUT: usize = 1000;
+
+type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, wit::Error>>> + Send + 'a>>;
+
+/// An opened backend. Cheap to clone; clones share the instance.
+#[derive(Clone)]
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugin: Plugin,
+    config: Vec<(String, String)>,
+    grants: Grants,
+    live: Mutex<Option<Live>>,
+}
+
+/// A running instance with its store opened.
+struct Live {
+    store: Store<StoreState>,
+    instance: bindings::Plugin,
+    handle: ResourceAny,
+}
+
+impl Backend {
+    pub(crate) async fn open(
+        plugin: Plugin,
+        config: Vec<(String, String)>,
+        grants: Grants,
+    ) -> Result<Backend> {
+        let live = Live::start(&plugin, &config, &grants).await?;
+        Ok(Backend {
+            inner: Arc::new(Inner {
+                plugin,
+                config,
+                grants,
+                live: Mutex::new(Some(live)),
+            }),
+        })
+    }
+
+    /// The plugin this backend runs.
+    pub fn plugin(&self) -> &Plugin {
+        &self.inner.plugin
+    }
+
+    /// Reads an object.
+    pub async fn read(&self, path: &str) -> Result<Object> {
+        check_path(path)?;
+        let p = path.to_string();
+        let object = self
+            .call(path, move |store, guest, handle| {
+                Box::pin(async move { guest.call_read(store, handle, &p).await })
+            })
+            .await?;
+        Ok(Object {
+            data: object.data,
+            version: object.version,
+        })
+    }
+
+    /// Writes an object if `precondition` holds; returns the new version token.
+    pub async fn write(
+        &self,
+        path: &str,
+        data: Vec<u8>,
+        precondition: Precondition,
+    ) -> Result<String> {
+        check_path(path)?;
+        let p = path.to_string();
+        let precondition = precondition.into();
+        self.call(path, move |store, guest, handle| {
+            Box::pin(async move { guest.call_write(store, handle, &p, &data, &precondition).await })
+        })
+        .await
+    }
+
+    /// Deletes an object if `precondition` holds.
+    pub async fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
+        check_path(path)?;
+        let p = path.to_string();
+        let precondition = precondition.into();
+        self.call(path, move |store, guest, handle| {
+            Box::pin(async move { guest.call_delete(store, handle, &p, &precondition).await })
+        })
+        .await
+    }
+
+    /// One page of the paths that start with `prefix`.
+    pub async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<Page> {
+        stateplug_sdk::path::validate_prefix(prefix)
+            .map_err(|e| Error::InvalidPath(e.to_string()))?;
+        let p = prefix.to_string();
+        let cursor = cursor.map(str::to_string);
+        let page = self
+            .call(prefix, move |store, guest, handle| {
+                Box::pin(async move { guest.call_list(store, handle, &p, cursor.as_deref()).await })
+            })
+            .await?;
+        Ok(Page {
+            paths: page.paths,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// Every path that starts with `prefix`, following the pages.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut paths = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(prefix, cursor.as_deref()).await?;
+            paths.extend(page.paths);
+            match page.next_cursor {
+                // A cursor that does not move would loop forever: a plugin bug.
+                Some(next) if Some(&next) == cursor.as_ref() => {
+                    return Err(Error::Plugin {
+                        plugin: self.plugin().name().to_string(),
+                        message: format!("listing `{prefix}` returned the same cursor twice"),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+                None => return Ok(paths),
+            }
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        check_path(path)?;
+        let p = path.to_string();
+        self.call(path, move |store, guest, handle| {
+            Box::pin(async move { guest.call_exists(store, handle, &p).await })
+        })
+        .await
+    }
+
+    /// Takes the lock on `path`; [`Error::Locked`] carries the holder when it is taken.
+    pub async fn lock(&self, path: &str, info: LockInfo) -> Result<()> {
+        check_path(path)?;
+        let p = path.to_string();
+        let info = info.into();
+        self.call(path, move |store, guest, handle| {
+            Box::pin(async move { guest.call_lock(store, handle, &p, &info).await })
+        })
+        .await
+    }
+
+    /// Releases the lock on `path` if `id` is the holder's.
+    pub async fn unlock(&self, path: &str, id: &str) -> Result<()> {
+        check_path(path)?;
+        let (p, id) = (path.to_string(), id.to_string());
+        self.call(path, move |store, guest, handle| {
+            Box::pin(async move { guest.call_unlock(store, handle, &p, &id).await })
+        })
+        .await
+    }
+
+    /// The lock on `path`, if any.
+    pub async fn lock_info(&self, path: &str) -> Result<Option<LockInfo>> {
+        check_path(path)?;
+        let p = path.to_string();
+        let lock = self
+            .call(path, move |store, guest, handle| {
+                Box::pin(async move { guest.call_lock_info(store, handle, &p).await })
+            })
+            .await?;
+        Ok(lock.map(Into::into))
+    }
+
+    /// Breaks the lock on `path` whoever holds it; returns the broken lock.
+    pub async fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
+        check_path(path)?;
+        let p = path.to_string();
+        let lock = self
+            .call(path, move |store, guest, handle| {
+                Box::pin(async move { guest.call_force_unlock(store, handle, &p).await })
+            })
+            .await?;
+        Ok(lock.map(Into::into))
+    }
+
+    /// Runs one contract call on the instance, in a task of its own.
+    async fn call<R, F>(&self, path: &str, call: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'a> FnOnce(&'a mut Store<StoreState>, guest::GuestStore<'a>, ResourceAny) -> CallFuture<'a, R>
+            + Send
+            + 'static,
+    {
+        let inner = self.inner.clone();
+        let outcome = tokio::spawn(async move { inner.run(call).await })
+            .await
+            .map_err(|e| Error::Host(format!("plugin call task failed: {e}")))??;
+        outcome.map_err(|e| contract_error(self.plugin().name(), path, e))
+    }
+}
+
+impl Inner {
+    async fn run<R, F>(&self, call: F) -> Result<Result<R, wit::Error>>
+    where
+        F: for<'a> FnOnce(&'a mut Store<StoreState>, guest::GuestStore<'a>, ResourceAny) -> CallFuture<'a, R>,
+    {
+        let mut slot = self.live.lock().await;
+        if slot.is_none() {
+            *slot = Some(Live::start(&self.plugin, &self.config, &self.grants).await?);
+        }
+        let Some(Live {
+            store,
+            instance,
+            handle,
+        }) = slot.as_mut()
+        else {
+            return Err(Error::Host("plugin instance missing after start".into()));
+        };
+        store.set_epoch_deadline(deadline_ticks(self.grants.timeout));
+        store.data_mut().log_budget = LOG_BUDGET_PER_CALL;
+        let guest = instance.stateplug_backend_backend().store();
+        let deadline = self.grants.timeout + TIMEOUT_GRACE;
+        let failure = match tokio::time::timeout(deadline, call(store, guest, *handle)).await {
+            Ok(Ok(result)) => return Ok(result),
+            Ok(Err(trap)) => crashed(self.plugin.name(), &self.grants, &trap, &store.data().output.take()),
+            Err(_) => Error::Timeout {
+                plugin: self.plugin.name().to_string(),
+                timeout: self.grants.timeout,
+            },
+        };
+        // The instance is in an unknown state: drop it; the next call starts a fresh one.
+        *slot = None;
+        tracing::warn!(plugin = self.plugin.name(), "{failure}");
+        Err(failure)
+    }
+}
+
+impl Live {
+    async fn start(plugin: &Plugin, config: &[(String, String)], grants: &Grants) -> Result<Live> {
+        let name = plugin.name();
+        let mut store = new_store(plugin.runtime().engine(), grants, name)?;
+        let output = store.data().output.clone();
+        let started = tokio::time::timeout(grants.timeout + TIMEOUT_GRACE, async {
+            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            let opened = instance
+                .stateplug_backend_backend()
+                .store()
+                .call_open(&mut store, config)
+                .await?;
+            Ok::<_, wasmtime::Error>((instance, opened))
+        })
+        .await;
+        match started {
+            Ok(Ok((instance, Ok(handle)))) => Ok(Live {
+                store,
+                instance,
+                handle,
+            }),
+            Ok(Ok((_, Err(e)))) => Err(contract_error(name, "", e)),
+            Ok(Err(trap)) => Err(crashed(name, grants, &trap, &output.take())),
+            Err(_) => Err(Error::Timeout {
+                plugin: name.to_string(),
+                timeout: grants.timeout,
+            }),
+        }
+    }
+}
+
+/// A store for one instance of plugin `name` under `grants`.
+pub(crate) fn new_store(engine: &Engine, grants: &Grants, name: &str) -> Result<Store<StoreState>> {
+    let mut store = Store::new(engine, grants.store_state(name)?);
+    store.limiter(|state| &mut state.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(grants.timeout));
+    Ok(store)
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+fn check_path(path: &str) -> Result<()> {
+    stateplug_sdk::path::validate(path).map_err(|e| Error::InvalidPath(e.to_string()))
+}
+
+/// Explains a trap in words a person can act on.
+fn crashed(plugin: &str, grants: &Grants, trap: &wasmtime::Error, output: &str) -> Error {
+    let detail = chain(trap);
+    let cause = match trap.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!(
+            "it ran past its deadline of {:?} (raise `timeout` in the backend's grants if the \
+             storage is slow)",
+            grants.timeout
+        ),
+        Some(Trap::StackOverflow) => "it overflowed its stack (unbounded recursion?)".to_string(),
+        Some(Trap::UnreachableCodeReached) => format!("it panicked or aborted ({detail})"),
+        _ if detail.contains("growing memory") => format!(
+            "it exceeded its memory cap of {} MiB ({detail}); raise `memory` in the backend's \
+             grants if it really needs more",
+            grants.memory >> 20
+        ),
+        _ => detail,
+    };
+    Error::Crashed {
+        plugin: plugin.to_string(),
+        cause: format!("{cause}{}", quote_output(output)),
+    }
+}
+
+/// `; it printed: …` with the end of a plugin's output, or nothing.
+pub(crate) fn quote_output(output: &str) -> String {
+    if output.is_empty() {
+        return String::new();
+    }
+    let mut start = output.len().saturating_sub(QUOTED_OUTPUT);
+    while !output.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("; it printed: {}", &output[start..])
+}
+
+/// Turns a contract error into a host error naming the plugin and the path.
+fn contract_error(plugin: &str, path: &str, e: wit::Error) -> Error {
+    let plugin = plugin.to_string();
+    let path = path.to_string();
+    match e {
+        wit::Error::NotFound => Error::NotFound { path },
+        wit::Error::Locked(holder) => Error::Locked {
+            path,
+            holder: holder.into(),
+        },
+        wit::Error::PreconditionFailed => Error::PreconditionFailed { path },
+        wit::Error::InvalidConfig(message) => Error::InvalidConfig { plugin, message },
+        wit::Error::InvalidPath(message) => Error::InvalidPath(message),
+        wit::Error::Denied(message) => Error::Denied { plugin, message },
+        wit::Error::Unavailable(message) => Error::Unavailable { plugin, message },
+        wit::Error::Other(message) => Error::Plugin { plugin, message },
+    }
+}

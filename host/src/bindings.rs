@@ -1,0 +1,96 @@
+//! Generated bindings for the `stateplug:backend` contract, the host side of its imports, and
+//! conversions between the generated types and the SDK types the host API uses.
+
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::error::Result;
+use crate::sandbox::{LOG_MESSAGE_MAX, StoreState};
+use crate::{LockInfo, Precondition};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "plugin",
+    exports: { default: async },
+});
+
+pub(crate) use exports::stateplug::backend::backend as guest;
+pub(crate) use stateplug::backend::types as wit;
+
+/// Adds the host interface (`log`) to a linker.
+pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> Result<()> {
+    stateplug::backend::host::add_to_linker::<_, HasSelf<StoreState>>(linker, |state| state)
+        .map_err(|e| crate::engine::host_error("linking the host interface", &e))
+}
+
+impl stateplug::backend::types::Host for StoreState {}
+
+impl stateplug::backend::host::Host for StoreState {
+    fn log(&mut self, level: stateplug::backend::host::Level, message: String) {
+        use stateplug::backend::host::Level;
+        // A plugin cannot flood the host's log: a budget per call, and a size cap.
+        if self.log_budget == 0 {
+            return;
+        }
+        self.log_budget -= 1;
+        let mut message = message;
+        if message.len() > LOG_MESSAGE_MAX {
+            let mut cut = LOG_MESSAGE_MAX;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… (truncated)");
+        }
+        if self.log_budget == 0 {
+            message.push_str(" (log budget of this call used up: further messages dropped)");
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl From<wit::LockInfo> for LockInfo {
+    fn from(l: wit::LockInfo) -> Self {
+        LockInfo {
+            id: l.id,
+            operation: l.operation,
+            info: l.info,
+            who: l.who,
+            version: l.version,
+            created: l.created,
+            path: l.path,
+            expires: l.expires,
+        }
+    }
+}
+
+impl From<LockInfo> for wit::LockInfo {
+    fn from(l: LockInfo) -> Self {
+        wit::LockInfo {
+            id: l.id,
+            operation: l.operation,
+            info: l.info,
+            who: l.who,
+            version: l.version,
+            created: l.created,
+            path: l.path,
+            expires: l.expires,
+        }
+    }
+}
+
+impl From<Precondition> for wit::Precondition {
+    fn from(p: Precondition) -> Self {
+        match p {
+            Precondition::None => wit::Precondition::None,
+            Precondition::Absent => wit::Precondition::Absent,
+            Precondition::VersionIs(v) => wit::Precondition::VersionIs(v),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! What a plugin may touch: the grants an operator gives each opened backend, and the
+//! per-instance state (WASI context, resource limits, captured output) built from them.
+//!
+//! Deny by default: no environment variables, no arguments, no stdin, no sockets, no files
+//! beyond the granted directories. Memory and time are capped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::AsyncWrite;
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use crate::error::{Error, Result};
+
+/// Default cap on a plugin instance's linear memory.
+pub const DEFAULT_MEMORY: usize = 256 << 20;
+/// Default deadline for one call into a plugin.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of a plugin's stdout/stderr is kept to explain a crash.
+const OUTPUT_TAIL: usize = 4096;
+/// Log messages a plugin may send per call before the host drops the rest.
+pub(crate) const LOG_BUDGET_PER_CALL: u32 = 1000;
+/// Longest log message kept; longer ones are truncated.
+pub(crate) const LOG_MESSAGE_MAX: usize = 4096;
+
+/// What one opened backend may use.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    /// Host directories the plugin may see, each under a guest path.
+    pub dirs: Vec<DirGrant>,
+    /// Cap on linear memory, in bytes.
+    pub memory: usize,
+    /// Wall-clock deadline for one call.
+    pub timeout: Duration,
+}
+
+impl Default for Grants {
+    fn default() -> Self {
+        Grants {
+            dirs: Vec::new(),
+            memory: DEFAULT_MEMORY,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// One host directory made visible to a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the plugin sees it (an absolute guest path).
+    pub guest: String,
+    /// Whether the plugin may only read.
+    pub read_only: bool,
+}
+
+impl DirGrant {
+    /// Grants `host` read-write, seen by the plugin under the same absolute path, so the
+    /// operator and the plugin's configuration name it the same way. Creates the directory
+    /// if needed.
+    pub fn same_path(host: impl AsRef<Path>) -> Result<DirGrant> {
+        let host = host.as_ref();
+        let grant_error = |reason: String| Error::Grant {
+            path: host.to_path_buf(),
+            reason,
+        };
+        std::fs::create_dir_all(host).map_err(|e| grant_error(e.to_string()))?;
+        let host = host
+            .canonicalize()
+            .map_err(|e| grant_error(e.to_string()))?;
+        let guest = host
+            .to_str()
+            .ok_or_else(|| grant_error("the path is not valid UTF-8".into()))?
+            .to_string();
+        Ok(DirGrant {
+            host,
+            guest,
+            read_only: false,
+        })
+    }
+}
+
+impl Grants {
+    /// The store state for a fresh instance of plugin `plugin` under these grants.
+    pub(crate) fn store_state(&self, plugin: &str) -> Result<StoreState> {
+        let output = GuestOutput::default();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(output.clone()).stderr(output.clone());
+        for dir in &self.dirs {
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| Error::Grant {
+                    path: dir.host.clone(),
+                    reason: crate::error::chain(&e),
+                })?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.memory)
+            .table_elements(1 << 20)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            // A guest that asks for too much traps at once with a clear message instead of
+            // seeing a failed allocation and aborting somewhere less obvious.
+            .trap_on_grow_failure(true)
+            .build();
+        Ok(StoreState {
+            plugin: plugin.into(),
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            output,
+            log_budget: LOG_BUDGET_PER_CALL,
+        })
+    }
+}
+
+/// Everything one plugin instance's store holds.
+pub(crate) struct StoreState {
+    pub(crate) plugin: Arc<str>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) output: GuestOutput,
+    /// Log messages left for the current call.
+    pub(crate) log_budget: u32,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A plugin's stdout and stderr: logged at debug level, and the last few KiB kept so that a
+/// crash report can quote the panic message.
+#[derive(Clone, Default)]
+pub(crate) struct GuestOutput {
+    tail: Arc<Mutex<Vec<u8>>>,
+}
+
+impl GuestOutput {
+    /// Takes what the plugin printed since the last call, trimmed.
+    pub(crate) fn take(&self) -> String {
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&tail).trim().to_string();
+        tail.clear();
+        text
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for GuestOutput {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        tracing::debug!(target: "stateplug::plugin_output", "{}", String::from_utf8_lossy(buf).trim_end());
+        let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        tail.extend_from_slice(buf);
+        if tail.len() > OUTPUT_TAIL {
+            let excess = tail.len() - OUTPUT_TAIL;
+            tail.drain(..excess);
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

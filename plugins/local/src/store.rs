@@ -1,0 +1,325 @@
+//! The storage calls.
+//!
+//! Layout under `root`: every object at `root/<path>`; the plugin's own files under
+//! `root/.stateplug-local/` (`tmp/` for writes in progress, `guards/` for the short
+//! compare-and-swap sections, `backups/<path>/` for old versions).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stateplug_sdk::{
+    Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
+    check_precondition, log,
+};
+
+/// The plugin's own directory under `root`; no object path may start with it.
+const INTERNAL: &str = ".stateplug-local";
+/// Paths returned per listing page.
+const PAGE_SIZE: usize = 1000;
+/// A guard older than this was left by a writer that died; it is removed. The guarded
+/// section only compares and renames, so a live writer holds it for milliseconds.
+const GUARD_STALE_AFTER: Duration = Duration::from_secs(2);
+/// How long a writer waits for another writer's guard before giving up.
+const GUARD_WAIT: Duration = Duration::from_secs(10);
+
+/// Makes temp file names unique within this instance.
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A directory of objects.
+pub struct Local {
+    root: PathBuf,
+    backup_count: usize,
+}
+
+impl Backend for Local {
+    fn metadata() -> Metadata {
+        Metadata {
+            name: "local".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Objects as files in a directory granted by the host".into(),
+            config: vec![
+                ConfigField::required(
+                    "root",
+                    "directory to keep objects in, as the plugin sees it (the host grants it)",
+                ),
+                ConfigField::optional(
+                    "backup_count",
+                    "how many previous versions of each object to keep under .stateplug-local/backups",
+                )
+                .default_value("0"),
+            ],
+            features: vec!["backups".into()],
+        }
+    }
+
+    fn open(config: Config) -> Result<Self> {
+        let root = PathBuf::from(config.require("root")?);
+        let backup_count = config
+            .parse("backup_count", "a whole number")?
+            .unwrap_or(0);
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::InvalidConfig(format!(
+                    "`root` = `{}` is not a directory",
+                    root.display()
+                )));
+            }
+            Err(e) => {
+                return Err(Error::InvalidConfig(format!(
+                    "`root` = `{}` cannot be used ({e}); the host must grant this directory \
+                     to the plugin",
+                    root.display()
+                )));
+            }
+        }
+        for dir in ["tmp", "guards", "backups"] {
+            let dir = root.join(INTERNAL).join(dir);
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        Ok(Local { root, backup_count })
+    }
+
+    fn read(&self, path: &str) -> Result<Object> {
+        let file = self.object_file(path)?;
+        let data = fs::read(&file).map_err(|e| Error::io(format!("reading `{path}`"), e))?;
+        Ok(Object {
+            version: version_of(&data),
+            data,
+        })
+    }
+
+    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+        let file = self.object_file(path)?;
+        let parent = file.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&parent)
+            .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
+        // All the slow work (writing, fsync) happens before the guarded section.
+        let temp = self.write_temp(data)?;
+        let result = self.with_guard(path, || {
+            if precondition == Precondition::Absent {
+                // A hard link fails if the name exists: create-only, even against writers
+                // that do not know about the guard.
+                fs::hard_link(&temp, &file).map_err(|e| match e.kind() {
+                    ErrorKind::AlreadyExists => Error::PreconditionFailed,
+                    _ => Error::io(format!("creating `{path}`"), e),
+                })?;
+                let _ = fs::remove_file(&temp);
+            } else {
+                check_precondition(self.current_version(path, &file)?.as_deref(), &precondition)?;
+                self.back_up(path, &file)?;
+                fs::rename(&temp, &file)
+                    .map_err(|e| Error::io(format!("replacing `{path}`"), e))?;
+            }
+            sync_dir(&parent);
+            Ok(version_of(data))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
+        let file = self.object_file(path)?;
+        self.with_guard(path, || {
+            check_precondition(self.current_version(path, &file)?.as_deref(), &precondition)?;
+            match fs::remove_file(&file) {
+                Ok(()) => {
+                    sync_dir(file.parent().unwrap_or(&self.root));
+                    Ok(())
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("deleting `{path}`"), e)),
+            }
+        })
+    }
+
+    fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<Page> {
+        // Walk only below the deepest directory the prefix names.
+        let start_dir = match prefix.rfind('/') {
+            Some(i) => &prefix[..i],
+            None => "",
+        };
+        let mut paths = Vec::new();
+        walk(&self.root.join(start_dir), start_dir, &mut paths)?;
+        paths.retain(|p| p.starts_with(prefix) && !is_internal(p));
+        paths.sort();
+        Ok(Page::from_sorted(paths, cursor, PAGE_SIZE))
+    }
+
+    fn exists(&self, path: &str) -> Result<bool> {
+        let file = self.object_file(path)?;
+        match fs::metadata(&file) {
+            Ok(m) => Ok(m.is_file()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("checking `{path}`"), e)),
+        }
+    }
+}
+
+impl Local {
+    fn object_file(&self, path: &str) -> Result<PathBuf> {
+        if is_internal(path) {
+            return Err(Error::InvalidPath(format!(
+                "`{path}`: `{INTERNAL}/` is reserved for the local plugin's own files"
+            )));
+        }
+        Ok(self.root.join(path))
+    }
+
+    fn internal(&self, dir: &str) -> PathBuf {
+        self.root.join(INTERNAL).join(dir)
+    }
+
+    /// The current content's version, `None` when there is no object.
+    fn current_version(&self, path: &str, file: &Path) -> Result<Option<String>> {
+        match fs::read(file) {
+            Ok(data) => Ok(Some(version_of(&data))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(format!("reading `{path}`"), e)),
+        }
+    }
+
+    /// Writes `data` to a fresh temp file and makes it durable.
+    fn write_temp(&self, data: &[u8]) -> Result<PathBuf> {
+        let dir = self.internal("tmp");
+        loop {
+            let temp = dir.join(unique_name());
+            let mut file = match OpenOptions::new().write(true).create_new(true).open(&temp) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(Error::io("creating a temp file", e)),
+            };
+            let written = file.write_all(data).and_then(|()| file.sync_all());
+            if let Err(e) = written {
+                let _ = fs::remove_file(&temp);
+                return Err(Error::io("writing a temp file", e));
+            }
+            return Ok(temp);
+        }
+    }
+
+    /// Keeps the current version under `backups/<path>/` (a hard link: no copy) and prunes
+    /// the oldest beyond `backup_count`.
+    fn back_up(&self, path: &str, file: &Path) -> Result<()> {
+        if self.backup_count == 0 || !file.exists() {
+            return Ok(());
+        }
+        let dir = self.internal("backups").join(path);
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating the backup directory of `{path}`"), e))?;
+        fs::hard_link(file, dir.join(unique_name()))
+            .map_err(|e| Error::io(format!("backing up `{path}`"), e))?;
+        let mut backups: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(|e| Error::io(format!("listing the backups of `{path}`"), e))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .collect();
+        // Names start with a zero-padded timestamp, so name order is age order.
+        backups.sort();
+        let excess = backups.len().saturating_sub(self.backup_count);
+        for old in &backups[..excess] {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// Runs `section` while holding the guard of `path`: an exclusively created file, so that
+    /// compare-and-swap stays atomic between processes sharing the directory.
+    fn with_guard<T>(&self, path: &str, section: impl FnOnce() -> Result<T>) -> Result<T> {
+        let guard = self
+            .internal("guards")
+            .join(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(path.as_bytes())));
+        let started = SystemTime::now();
+        loop {
+            match OpenOptions::new().write(true).create_new(true).open(&guard) {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    if is_stale(&guard) {
+                        log::warn(&format!("removing a stale write guard of `{path}`"));
+                        let _ = fs::remove_file(&guard);
+                        continue;
+                    }
+                    if started.elapsed().unwrap_or_default() > GUARD_WAIT {
+                        return Err(Error::Unavailable(format!(
+                            "another writer has held `{path}` for over {GUARD_WAIT:?}; try again"
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => return Err(Error::io(format!("guarding `{path}`"), e)),
+            }
+        }
+        let result = section();
+        let _ = fs::remove_file(&guard);
+        result
+    }
+}
+
+fn version_of(data: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(data))
+}
+
+fn is_internal(path: &str) -> bool {
+    path == INTERNAL || path.starts_with(&format!("{INTERNAL}/"))
+}
+
+fn is_stale(guard: &Path) -> bool {
+    fs::metadata(guard)
+        .and_then(|m| m.modified())
+        .map(|t| t.elapsed().unwrap_or_default() > GUARD_STALE_AFTER)
+        .unwrap_or(false)
+}
+
+/// `<unix nanos, zero-padded>-<counter>`: sortable by age, unique within the instance; the
+/// exclusive create catches the rare clash with another process.
+fn unique_name() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{nanos:020}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Makes a rename or removal in `dir` durable. Best effort: not every filesystem lets a
+/// directory be synced.
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// Collects the relative paths of all files below `dir` (named `rel` relative to the root).
+fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing `{rel}`"), e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing `{rel}`"), e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue; // not UTF-8: not an object this plugin wrote
+        };
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("listing `{path}`"), e))?;
+        if kind.is_dir() {
+            if path != INTERNAL {
+                walk(&entry.path(), &path, out)?;
+            }
+        } else if kind.is_file() {
+            out.push(path);
+        }
+    }
+    Ok(())
+}

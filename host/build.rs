@@ -14,12 +14,19 @@ const PROFILE: &str = "guest";
 const GUESTS: &[(&str, &str, &str)] = &[
     ("stateplug-plugin-memory", "plugins/memory", "memory.wasm"),
     ("stateplug-plugin-local", "plugins/local", "local.wasm"),
-    ("stateplug-test-hostile", "tests/plugins/hostile", "hostile.wasm"),
+    (
+        "stateplug-test-hostile",
+        "tests/plugins/hostile",
+        "hostile.wasm",
+    ),
 ];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     // Its own target dir: sharing the outer one deadlocks on cargo's build lock.
     let target_dir = env::var_os("CARGO_TARGET_DIR")
@@ -33,7 +40,14 @@ fn main() {
     let mut command = Command::new(cargo);
     command
         .current_dir(&workspace)
-        .args(["build", "--locked", "--profile", PROFILE, "--target", TARGET])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            PROFILE,
+            "--target",
+            TARGET,
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (krate, _, _) in GUESTS {
@@ -68,7 +82,10 @@ fn main() {
         rerun_if_changed(&workspace.join(dir).join("Cargo.toml"));
     }
     // Where the tests find the test-only plugins.
-    println!("cargo:rustc-env=STATEPLUG_TEST_PLUGIN_DIR={}", out_dir.display());
+    println!(
+        "cargo:rustc-env=STATEPLUG_TEST_PLUGIN_DIR={}",
+        out_dir.display()
+    );
     rerun_if_changed(&workspace.join("sdk/Cargo.toml"));
     rerun_if_changed(&workspace.join("Cargo.lock"));
     rerun_if_changed(&workspace.join("wit"));

@@ -8,9 +8,18 @@ use stateplug::conformance;
 
 fn assert_passed(plugin: &str, report: &conformance::Report) {
     for result in &report.results {
-        println!("{plugin} {:<32} {} ({} ms)", result.name, if result.passed { "ok" } else { "FAILED" }, result.millis);
+        println!(
+            "{plugin} {:<32} {} ({} ms)",
+            result.name,
+            if result.passed { "ok" } else { "FAILED" },
+            result.millis
+        );
     }
-    assert!(report.passed(), "{plugin} failed:\n{}", report.failures().join("\n"));
+    assert!(
+        report.passed(),
+        "{plugin} failed:\n{}",
+        report.failures().join("\n")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,7 +35,9 @@ async fn local_plugin_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let cases = AtomicUsize::new(0);
     let report = conformance::run(|| {
-        let case_dir = dir.path().join(cases.fetch_add(1, Ordering::Relaxed).to_string());
+        let case_dir = dir
+            .path()
+            .join(cases.fetch_add(1, Ordering::Relaxed).to_string());
         let (config, grants) = common::local_setup(&case_dir);
         plugin.open(config, grants)
     })

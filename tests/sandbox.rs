@@ -1,1 +1,218 @@
+//! The sandbox holds against a plugin written as an attacker would (`tests/plugins/hostile`):
+//! each attack is stopped or refused with a clear error, the attacked backend works again on
+//! its next call, and a healthy backend keeps answering throughout.
 
+mod common;
+
+use std::time::Duration;
+
+use stateplug::{Backend, Error, Grants, Plugin, Precondition};
+
+async fn hostile(attack: &str, target: &str, grants: Grants) -> Backend {
+    let plugin = Plugin::from_file(common::runtime(), &common::test_plugin_path("hostile"))
+        .await
+        .expect("hostile plugin loads");
+    let config = vec![
+        ("attack".to_string(), attack.to_string()),
+        ("target".to_string(), target.to_string()),
+    ];
+    plugin
+        .open(config, grants)
+        .await
+        .expect("hostile plugin opens")
+}
+
+fn short_deadline() -> Grants {
+    Grants {
+        timeout: Duration::from_millis(500),
+        ..Grants::default()
+    }
+}
+
+/// Runs the attack (a `read`) while a healthy memory backend is busy next to it; returns the
+/// attack's error after checking that the healthy backend never failed and that the attacked
+/// backend answers again afterwards (on a fresh instance).
+async fn attack(backend: Backend) -> Error {
+    let healthy = common::builtin("memory")
+        .await
+        .open(vec![], Grants::default())
+        .await
+        .unwrap();
+    let busy = tokio::spawn(async move {
+        let mut calls = 0u32;
+        loop {
+            let data = calls.to_be_bytes().to_vec();
+            healthy
+                .write("x", data.clone(), Precondition::None)
+                .await
+                .expect("healthy write");
+            assert_eq!(healthy.read("x").await.expect("healthy read").data, data);
+            calls += 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if calls > 10_000 {
+                break calls;
+            }
+        }
+    });
+    let error = backend
+        .read("anything")
+        .await
+        .expect_err("the attack must fail");
+    println!("attack stopped: {error}");
+    assert!(!busy.is_finished(), "the healthy backend stopped early");
+    busy.abort();
+    // The attacked backend still answers, on a fresh instance.
+    let page = backend.list("", None).await.expect("call after the attack");
+    assert!(page.paths.is_empty());
+    error
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_loop_is_stopped_at_the_deadline() {
+    let error = attack(hostile("loop", "", short_deadline()).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("hostile") && message.contains("deadline of 500ms"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_forever_in_a_host_call_times_out() {
+    let error = attack(hostile("sleep", "", short_deadline()).await).await;
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("did not answer within 500ms"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_allocation_hits_the_memory_cap() {
+    let grants = Grants {
+        memory: 32 << 20,
+        ..Grants::default()
+    };
+    let error = attack(hostile("alloc", "", grants).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("memory cap of 32 MiB"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbounded_recursion_overflows_cleanly() {
+    let error = attack(hostile("recurse", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("overflowed its stack"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_is_reported_with_its_message() {
+    let error = attack(hostile("panic", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("hostile plugin panics on purpose"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_environment_is_invisible() {
+    // SAFETY: set before any thread of this test reads the environment; the name is unique.
+    unsafe { std::env::set_var("STATEPLUG_TEST_SECRET", "hunter2") };
+    let backend = hostile("env", "", Grants::default()).await;
+    let seen = backend.read("x").await.expect("env attack answers");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.data),
+        "[]",
+        "the plugin saw host variables"
+    );
+}
+
+/// A directory granted to the plugin, a secret file beside it (outside the grant) and a
+/// symlink planted inside the grant that points at the secret.
+struct Escape {
+    _top: tempfile::TempDir,
+    granted: std::path::PathBuf,
+    secret: std::path::PathBuf,
+}
+
+const SECRET: &str = "do-not-leak-7f3a";
+
+fn escape_setup() -> Escape {
+    let top = tempfile::tempdir().unwrap();
+    let granted = top.path().join("granted");
+    std::fs::create_dir(&granted).unwrap();
+    let secret = top.path().join("secret.txt");
+    std::fs::write(&secret, SECRET).unwrap();
+    std::os::unix::fs::symlink(&secret, granted.join("link")).unwrap();
+    std::os::unix::fs::symlink(top.path(), granted.join("dirlink")).unwrap();
+    let granted = granted.canonicalize().unwrap();
+    let secret = secret.canonicalize().unwrap();
+    Escape {
+        _top: top,
+        granted,
+        secret,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_outside_the_grant_cannot_be_read() {
+    let escape = escape_setup();
+    let root = escape.granted.display().to_string();
+    let targets = [
+        format!("{root}/../secret.txt"),
+        escape.secret.display().to_string(),
+        format!("{root}/link"),
+        format!("{root}/dirlink/secret.txt"),
+        "/etc/passwd".to_string(),
+    ];
+    for target in targets {
+        let (_, grants) = common::local_setup(&escape.granted);
+        let backend = hostile("read-file", &target, grants).await;
+        match backend.read("x").await {
+            Ok(object) => panic!(
+                "{target}: the plugin read {:?}",
+                String::from_utf8_lossy(&object.data)
+            ),
+            Err(e) => {
+                println!("{target}: {e}");
+                assert!(!e.to_string().contains(SECRET), "{target}: {e}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_plugin_does_not_follow_a_planted_symlink_out() {
+    let escape = escape_setup();
+    let (config, grants) = common::local_setup(&escape.granted);
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    for path in ["link", "dirlink/secret.txt"] {
+        let error = backend.read(path).await.expect_err(path);
+        assert!(!error.to_string().contains(SECRET), "{path}: {error}");
+        // Writing through the link must not touch the secret either.
+        let _ = backend
+            .write(path, b"overwritten".to_vec(), Precondition::None)
+            .await;
+    }
+    assert_eq!(std::fs::read_to_string(&escape.secret).unwrap(), SECRET);
+    for path in ["../secret.txt", "/etc/passwd"] {
+        assert!(
+            matches!(backend.read(path).await, Err(Error::InvalidPath(_))),
+            "{path}"
+        );
+    }
+}

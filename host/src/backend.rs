@@ -99,7 +99,11 @@ impl Backend {
         let p = path.to_string();
         let precondition = precondition.into();
         self.call(path, move |store, guest, handle| {
-            Box::pin(async move { guest.call_write(store, handle, &p, &data, &precondition).await })
+            Box::pin(async move {
+                guest
+                    .call_write(store, handle, &p, &data, &precondition)
+                    .await
+            })
         })
         .await
     }
@@ -212,7 +216,11 @@ impl Backend {
     async fn call<R, F>(&self, path: &str, call: F) -> Result<R>
     where
         R: Send + 'static,
-        F: for<'a> FnOnce(&'a mut Store<StoreState>, guest::GuestStore<'a>, ResourceAny) -> CallFuture<'a, R>
+        F: for<'a> FnOnce(
+                &'a mut Store<StoreState>,
+                guest::GuestStore<'a>,
+                ResourceAny,
+            ) -> CallFuture<'a, R>
             + Send
             + 'static,
     {
@@ -227,7 +235,11 @@ impl Backend {
 impl Inner {
     async fn run<R, F>(&self, call: F) -> Result<Result<R, wit::Error>>
     where
-        F: for<'a> FnOnce(&'a mut Store<StoreState>, guest::GuestStore<'a>, ResourceAny) -> CallFuture<'a, R>,
+        F: for<'a> FnOnce(
+            &'a mut Store<StoreState>,
+            guest::GuestStore<'a>,
+            ResourceAny,
+        ) -> CallFuture<'a, R>,
     {
         let mut slot = self.live.lock().await;
         if slot.is_none() {
@@ -247,7 +259,12 @@ impl Inner {
         let deadline = self.grants.timeout + TIMEOUT_GRACE;
         let failure = match tokio::time::timeout(deadline, call(store, guest, *handle)).await {
             Ok(Ok(result)) => return Ok(result),
-            Ok(Err(trap)) => crashed(self.plugin.name(), &self.grants, &trap, &store.data().output.take()),
+            Ok(Err(trap)) => crashed(
+                self.plugin.name(),
+                &self.grants,
+                &trap,
+                &store.data().output.take(),
+            ),
             Err(_) => Error::Timeout {
                 plugin: self.plugin.name().to_string(),
                 timeout: self.grants.timeout,
@@ -318,6 +335,11 @@ fn crashed(plugin: &str, grants: &Grants, trap: &wasmtime::Error, output: &str) 
             grants.timeout
         ),
         Some(Trap::StackOverflow) => "it overflowed its stack (unbounded recursion?)".to_string(),
+        // Rust guests keep their stack at the bottom of linear memory: overflowing it shows
+        // up as an access below address 0.
+        Some(Trap::MemoryOutOfBounds) => format!(
+            "it overflowed its stack (unbounded recursion?) or accessed memory out of bounds ({detail})"
+        ),
         Some(Trap::UnreachableCodeReached) => format!("it panicked or aborted ({detail})"),
         _ if detail.contains("growing memory") => format!(
             "it exceeded its memory cap of {} MiB ({detail}); raise `memory` in the backend's \

@@ -2,8 +2,14 @@
 
 /// Name and component bytes of every built-in plugin.
 const BUILTINS: &[(&str, &[u8])] = &[
-    ("memory", include_bytes!(concat!(env!("OUT_DIR"), "/memory.wasm"))),
-    ("local", include_bytes!(concat!(env!("OUT_DIR"), "/local.wasm"))),
+    (
+        "memory",
+        include_bytes!(concat!(env!("OUT_DIR"), "/memory.wasm")),
+    ),
+    (
+        "local",
+        include_bytes!(concat!(env!("OUT_DIR"), "/local.wasm")),
+    ),
 ];
 
 /// The names of the built-in plugins.

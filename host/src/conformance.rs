@@ -98,7 +98,10 @@ pub fn cases() -> Vec<Case> {
         case!("version-changes-on-write", version_changes_on_write),
         case!("precondition-absent", precondition_absent),
         case!("precondition-stale-version", precondition_stale_version),
-        case!("precondition-matching-version", precondition_matching_version),
+        case!(
+            "precondition-matching-version",
+            precondition_matching_version
+        ),
         case!("precondition-on-missing", precondition_on_missing),
         case!("delete", delete),
         case!("list-prefix-sorted-paged", list_prefix_sorted_paged),
@@ -152,8 +155,14 @@ async fn missing_is_not_found(b: Backend) -> anyhow::Result<()> {
         Err(Error::NotFound { .. }) => {}
         other => bail!("read of a missing object gave {other:?}, expected not-found"),
     }
-    ensure!(!b.exists("no/such/object").await?, "exists() is true for a missing object");
-    ensure!(b.lock_info("no/such/object").await?.is_none(), "a missing object has a lock");
+    ensure!(
+        !b.exists("no/such/object").await?,
+        "exists() is true for a missing object"
+    );
+    ensure!(
+        b.lock_info("no/such/object").await?.is_none(),
+        "a missing object has a lock"
+    );
     Ok(())
 }
 
@@ -167,14 +176,19 @@ async fn round_trip_binary(b: Backend) -> anyhow::Result<()> {
 }
 
 async fn round_trip_16_mib(b: Backend) -> anyhow::Result<()> {
-    let data: Vec<u8> = (0..16u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..16u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     round_trip(&b, "big/16-mib", data).await
 }
 
 async fn version_changes_on_write(b: Backend) -> anyhow::Result<()> {
     let v1 = b.write("v", b"one".to_vec(), Precondition::None).await?;
     let v2 = b.write("v", b"two".to_vec(), Precondition::None).await?;
-    ensure!(v1 != v2, "two different contents got the same version {v1:?}");
+    ensure!(
+        v1 != v2,
+        "two different contents got the same version {v1:?}"
+    );
     Ok(())
 }
 
@@ -186,18 +200,27 @@ async fn precondition_absent(b: Backend) -> anyhow::Result<()> {
         Err(Error::PreconditionFailed { .. }) => {}
         other => bail!("create-only write over an existing object gave {other:?}"),
     }
-    ensure!(b.read("p").await?.data == b"first", "the refused write changed the object");
+    ensure!(
+        b.read("p").await?.data == b"first",
+        "the refused write changed the object"
+    );
     Ok(())
 }
 
 async fn precondition_stale_version(b: Backend) -> anyhow::Result<()> {
     let stale = b.write("p", b"one".to_vec(), Precondition::None).await?;
     b.write("p", b"two".to_vec(), Precondition::None).await?;
-    match b.write("p", b"three".to_vec(), Precondition::VersionIs(stale)).await {
+    match b
+        .write("p", b"three".to_vec(), Precondition::VersionIs(stale))
+        .await
+    {
         Err(Error::PreconditionFailed { .. }) => {}
         other => bail!("write with a stale version gave {other:?}"),
     }
-    ensure!(b.read("p").await?.data == b"two", "the refused write changed the object");
+    ensure!(
+        b.read("p").await?.data == b"two",
+        "the refused write changed the object"
+    );
     Ok(())
 }
 
@@ -208,16 +231,29 @@ async fn precondition_matching_version(b: Backend) -> anyhow::Result<()> {
         .await
         .context("write with the current version")?;
     let object = b.read("p").await?;
-    ensure!(object.data == b"two" && object.version == next, "the write did not land");
+    ensure!(
+        object.data == b"two" && object.version == next,
+        "the write did not land"
+    );
     Ok(())
 }
 
 async fn precondition_on_missing(b: Backend) -> anyhow::Result<()> {
-    match b.write("p", b"x".to_vec(), Precondition::VersionIs("anything".into())).await {
+    match b
+        .write(
+            "p",
+            b"x".to_vec(),
+            Precondition::VersionIs("anything".into()),
+        )
+        .await
+    {
         Err(Error::PreconditionFailed { .. }) => {}
         other => bail!("version-is write to a missing object gave {other:?}"),
     }
-    ensure!(!b.exists("p").await?, "the refused write created the object");
+    ensure!(
+        !b.exists("p").await?,
+        "the refused write created the object"
+    );
     Ok(())
 }
 
@@ -231,18 +267,28 @@ async fn delete(b: Backend) -> anyhow::Result<()> {
         Err(Error::PreconditionFailed { .. }) => {}
         other => bail!("delete with a stale version gave {other:?}"),
     }
-    ensure!(b.exists("d").await?, "the refused delete removed the object");
-    b.delete("d", Precondition::VersionIs(current)).await.context("delete with current version")?;
+    ensure!(
+        b.exists("d").await?,
+        "the refused delete removed the object"
+    );
+    b.delete("d", Precondition::VersionIs(current))
+        .await
+        .context("delete with current version")?;
     ensure!(!b.exists("d").await?, "the object survived its delete");
-    b.delete("d", Precondition::None).await.context("second delete")?;
+    b.delete("d", Precondition::None)
+        .await
+        .context("second delete")?;
     Ok(())
 }
 
 async fn list_prefix_sorted_paged(b: Backend) -> anyhow::Result<()> {
     const N: usize = 2500;
-    let mut expected: Vec<String> = (0..N).map(|i| format!("many/{:05}", (i * 7919) % N)).collect();
+    let mut expected: Vec<String> = (0..N)
+        .map(|i| format!("many/{:05}", (i * 7919) % N))
+        .collect();
     for path in &expected {
-        b.write(path, path.as_bytes().to_vec(), Precondition::None).await?;
+        b.write(path, path.as_bytes().to_vec(), Precondition::None)
+            .await?;
     }
     for other in ["manx", "man", "other/many/1", "many-not/1"] {
         b.write(other, b"x".to_vec(), Precondition::None).await?;
@@ -262,7 +308,10 @@ async fn list_prefix_sorted_paged(b: Backend) -> anyhow::Result<()> {
             None => break,
         }
     }
-    ensure!(pages > 1, "{N} objects came back in one page; paging was not exercised");
+    ensure!(
+        pages > 1,
+        "{N} objects came back in one page; paging was not exercised"
+    );
     ensure!(
         listed == expected,
         "listing `many/` gave {} paths (sorted: {}), expected {N} sorted",
@@ -270,9 +319,19 @@ async fn list_prefix_sorted_paged(b: Backend) -> anyhow::Result<()> {
         listed.windows(2).all(|w| w[0] < w[1])
     );
     let all = b.list_all("").await?;
-    ensure!(all.len() == N + 4, "listing everything gave {} paths, expected {}", all.len(), N + 4);
+    ensure!(
+        all.len() == N + 4,
+        "listing everything gave {} paths, expected {}",
+        all.len(),
+        N + 4
+    );
     let man = b.list_all("man").await?;
-    ensure!(man.len() == N + 3, "prefix `man` matched {} paths, expected {}", man.len(), N + 3);
+    ensure!(
+        man.len() == N + 3,
+        "prefix `man` matched {} paths, expected {}",
+        man.len(),
+        N + 3
+    );
     Ok(())
 }
 
@@ -285,16 +344,32 @@ async fn exists(b: Backend) -> anyhow::Result<()> {
 }
 
 async fn lock_refused_with_holder(b: Backend) -> anyhow::Result<()> {
-    b.lock("ws", lock("id-1", "alice@host")).await.context("first lock")?;
+    b.lock("ws", lock("id-1", "alice@host"))
+        .await
+        .context("first lock")?;
     match b.lock("ws", lock("id-2", "bob@host")).await {
         Err(Error::Locked { holder, .. }) => {
-            ensure!(holder.id == "id-1", "refusal names holder id {:?}", holder.id);
-            ensure!(holder.who == "alice@host", "refusal names holder {:?}", holder.who);
-            ensure!(holder.operation == "OperationTypeApply", "holder's operation lost");
+            ensure!(
+                holder.id == "id-1",
+                "refusal names holder id {:?}",
+                holder.id
+            );
+            ensure!(
+                holder.who == "alice@host",
+                "refusal names holder {:?}",
+                holder.who
+            );
+            ensure!(
+                holder.operation == "OperationTypeApply",
+                "holder's operation lost"
+            );
         }
         other => bail!("second lock gave {other:?}, expected locked"),
     }
-    let info = b.lock_info("ws").await?.context("lock_info shows no lock")?;
+    let info = b
+        .lock_info("ws")
+        .await?
+        .context("lock_info shows no lock")?;
     ensure!(info.id == "id-1", "lock_info shows {:?}", info.id);
     Ok(())
 }
@@ -305,20 +380,41 @@ async fn unlock_needs_holder_id(b: Backend) -> anyhow::Result<()> {
         Err(Error::Locked { holder, .. }) if holder.id == "id-1" => {}
         other => bail!("unlock with a wrong id gave {other:?}"),
     }
-    ensure!(b.lock_info("ws").await?.is_some(), "the refused unlock released the lock");
-    b.unlock("ws", "id-1").await.context("unlock with the holder's id")?;
-    ensure!(b.lock_info("ws").await?.is_none(), "lock still there after unlock");
-    b.lock("ws", lock("id-3", "carol")).await.context("lock after unlock")?;
+    ensure!(
+        b.lock_info("ws").await?.is_some(),
+        "the refused unlock released the lock"
+    );
+    b.unlock("ws", "id-1")
+        .await
+        .context("unlock with the holder's id")?;
+    ensure!(
+        b.lock_info("ws").await?.is_none(),
+        "lock still there after unlock"
+    );
+    b.lock("ws", lock("id-3", "carol"))
+        .await
+        .context("lock after unlock")?;
     Ok(())
 }
 
 async fn force_unlock(b: Backend) -> anyhow::Result<()> {
-    ensure!(b.force_unlock("ws").await?.is_none(), "force-unlock of an unlocked path broke a lock");
+    ensure!(
+        b.force_unlock("ws").await?.is_none(),
+        "force-unlock of an unlocked path broke a lock"
+    );
     b.lock("ws", lock("id-1", "alice")).await?;
-    let broken = b.force_unlock("ws").await?.context("force-unlock returned no lock")?;
+    let broken = b
+        .force_unlock("ws")
+        .await?
+        .context("force-unlock returned no lock")?;
     ensure!(broken.id == "id-1", "force-unlock returned {:?}", broken.id);
-    ensure!(b.lock_info("ws").await?.is_none(), "lock still there after force-unlock");
-    b.lock("ws", lock("id-2", "bob")).await.context("lock after force-unlock")?;
+    ensure!(
+        b.lock_info("ws").await?.is_none(),
+        "lock still there after force-unlock"
+    );
+    b.lock("ws", lock("id-2", "bob"))
+        .await
+        .context("lock after force-unlock")?;
     Ok(())
 }
 
@@ -334,18 +430,24 @@ async fn expired_lock_taken_over(b: Backend) -> anyhow::Result<()> {
         other => bail!("a lock that has not expired yet was not respected: {other:?}"),
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    b.lock("ws", lock("new", "bob")).await.context("taking over an expired lock")?;
+    b.lock("ws", lock("new", "bob"))
+        .await
+        .context("taking over an expired lock")?;
     let info = b.lock_info("ws").await?.context("no lock after takeover")?;
     ensure!(info.id == "new", "holder after takeover is {:?}", info.id);
     Ok(())
 }
 
 async fn locks_are_not_objects(b: Backend) -> anyhow::Result<()> {
-    b.write("ws/state", b"{}".to_vec(), Precondition::None).await?;
+    b.write("ws/state", b"{}".to_vec(), Precondition::None)
+        .await?;
     b.lock("ws/state", lock("id-1", "alice")).await?;
     let listed = b.list_all("").await?;
     ensure!(listed == ["ws/state"], "listing shows {listed:?}");
-    match b.write("ws/state.tflock", b"x".to_vec(), Precondition::None).await {
+    match b
+        .write("ws/state.tflock", b"x".to_vec(), Precondition::None)
+        .await
+    {
         Err(Error::InvalidPath(_)) => {}
         other => bail!("writing a lock object's name directly gave {other:?}"),
     }
@@ -354,7 +456,17 @@ async fn locks_are_not_objects(b: Backend) -> anyhow::Result<()> {
 
 async fn invalid_paths_refused(b: Backend) -> anyhow::Result<()> {
     let long = "a".repeat(2000);
-    for path in ["", "/abs", "..", "a/../b", "a/./b", "a//b", "a/", "nul\0byte", long.as_str()] {
+    for path in [
+        "",
+        "/abs",
+        "..",
+        "a/../b",
+        "a/./b",
+        "a//b",
+        "a/",
+        "nul\0byte",
+        long.as_str(),
+    ] {
         match b.write(path, b"x".to_vec(), Precondition::None).await {
             Err(Error::InvalidPath(_)) => {}
             other => bail!("writing {path:?} gave {other:?}, expected invalid-path"),
@@ -368,7 +480,10 @@ async fn invalid_paths_refused(b: Backend) -> anyhow::Result<()> {
         Err(Error::InvalidPath(_)) => {}
         other => bail!("listing `../` gave {other:?}"),
     }
-    ensure!(b.list_all("").await?.is_empty(), "an invalid write stored something");
+    ensure!(
+        b.list_all("").await?.is_empty(),
+        "an invalid write stored something"
+    );
     Ok(())
 }
 
@@ -376,7 +491,10 @@ async fn lock_race_one_winner(b: Backend) -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..16)
         .map(|i| {
             let b = b.clone();
-            tokio::spawn(async move { b.lock("race", lock(&format!("id-{i}"), &format!("w{i}"))).await })
+            tokio::spawn(async move {
+                b.lock("race", lock(&format!("id-{i}"), &format!("w{i}")))
+                    .await
+            })
         })
         .collect();
     let mut winners = Vec::new();
@@ -387,16 +505,28 @@ async fn lock_race_one_winner(b: Backend) -> anyhow::Result<()> {
             Err(e) => bail!("task {i}: {e}"),
         }
     }
-    ensure!(winners.len() == 1, "{} tasks got the lock: {winners:?}", winners.len());
-    let holder = b.lock_info("race").await?.context("no holder after the race")?;
-    ensure!(holder.id == format!("id-{}", winners[0]), "holder {:?} is not the winner", holder.id);
+    ensure!(
+        winners.len() == 1,
+        "{} tasks got the lock: {winners:?}",
+        winners.len()
+    );
+    let holder = b
+        .lock_info("race")
+        .await?
+        .context("no holder after the race")?;
+    ensure!(
+        holder.id == format!("id-{}", winners[0]),
+        "holder {:?} is not the winner",
+        holder.id
+    );
     Ok(())
 }
 
 async fn cas_race_no_lost_update(b: Backend) -> anyhow::Result<()> {
     const TASKS: u64 = 16;
     const INCREMENTS: u64 = 10;
-    b.write("counter", b"0".to_vec(), Precondition::None).await?;
+    b.write("counter", b"0".to_vec(), Precondition::None)
+        .await?;
     let b = Arc::new(b);
     let tasks: Vec<_> = (0..TASKS)
         .map(|_| {
@@ -407,7 +537,10 @@ async fn cas_race_no_lost_update(b: Backend) -> anyhow::Result<()> {
                         let current = b.read("counter").await?;
                         let n: u64 = String::from_utf8_lossy(&current.data).parse()?;
                         let next = (n + 1).to_string().into_bytes();
-                        match b.write("counter", next, Precondition::VersionIs(current.version)).await {
+                        match b
+                            .write("counter", next, Precondition::VersionIs(current.version))
+                            .await
+                        {
                             Ok(_) => break,
                             Err(Error::PreconditionFailed { .. }) => continue,
                             Err(e) => return Err(anyhow::Error::from(e)),
@@ -422,6 +555,10 @@ async fn cas_race_no_lost_update(b: Backend) -> anyhow::Result<()> {
         task.await??;
     }
     let total: u64 = String::from_utf8_lossy(&b.read("counter").await?.data).parse()?;
-    ensure!(total == TASKS * INCREMENTS, "counter is {total}, expected {}", TASKS * INCREMENTS);
+    ensure!(
+        total == TASKS * INCREMENTS,
+        "counter is {total}, expected {}",
+        TASKS * INCREMENTS
+    );
     Ok(())
 }

@@ -83,6 +83,8 @@ impl Runtime {
         config.epoch_interruption(true);
         // Plugins use plain (WASIp2) calls; without WASIp3 machinery calls are ~3x cheaper.
         config.concurrency_support(false);
+        // Operators read trap messages; wasm backtraces of a stripped plugin only add noise.
+        config.wasm_backtrace_max_frames(None);
         if let Some(size) = options.pool_size {
             let mut pool = PoolingAllocationConfig::default();
             pool.total_component_instances(size)

@@ -33,6 +33,7 @@ mod engine;
 mod error;
 mod plugin;
 mod sandbox;
+pub mod workspace;
 
 pub use backend::Backend;
 pub use engine::{Runtime, RuntimeOptions};

@@ -91,7 +91,11 @@ impl Plugin {
     }
 
     /// Loads a plugin from its bytes.
-    pub async fn from_bytes(runtime: &Runtime, wasm: &[u8], source: PluginSource) -> Result<Plugin> {
+    pub async fn from_bytes(
+        runtime: &Runtime,
+        wasm: &[u8],
+        source: PluginSource,
+    ) -> Result<Plugin> {
         let load_error = |reason: String| Error::Load {
             source_name: source.to_string(),
             reason,
@@ -207,7 +211,11 @@ async fn describe(
     };
     let failed = |what: &str, e: &wasmtime::Error, output: String| Error::Load {
         source_name: source.to_string(),
-        reason: format!("{what}: {}{}", chain(e), crate::backend::quote_output(&output)),
+        reason: format!(
+            "{what}: {}{}",
+            chain(e),
+            crate::backend::quote_output(&output)
+        ),
     };
     let mut store = crate::backend::new_store(pre.engine(), &grants, "(loading)")?;
     let output = store.data().output.clone();

@@ -177,7 +177,11 @@ impl StdoutStream for GuestOutput {
 }
 
 impl AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         tracing::debug!(target: "stateplug::plugin_output", "{}", String::from_utf8_lossy(buf).trim_end());
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         tail.extend_from_slice(buf);

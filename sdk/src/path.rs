@@ -56,12 +56,17 @@ fn check_common(path: &str) -> Result<()> {
         )));
     }
     if path.starts_with('/') {
-        return Err(invalid(path, "it is absolute; paths are relative to the store"));
+        return Err(invalid(
+            path,
+            "it is absolute; paths are relative to the store",
+        ));
     }
     if let Some(c) = path.chars().find(|c| c.is_control() || *c == '\\') {
         return Err(invalid(
             path,
-            &format!("it contains the character {c:?}; control characters and `\\` are not allowed"),
+            &format!(
+                "it contains the character {c:?}; control characters and `\\` are not allowed"
+            ),
         ));
     }
     Ok(())
@@ -69,14 +74,20 @@ fn check_common(path: &str) -> Result<()> {
 
 fn check_segment(path: &str, segment: &str) -> Result<()> {
     match segment {
-        "" => Err(invalid(path, "it has an empty segment (`//` or a trailing `/`)")),
+        "" => Err(invalid(
+            path,
+            "it has an empty segment (`//` or a trailing `/`)",
+        )),
         "." | ".." => Err(invalid(path, "it contains a `.` or `..` segment")),
         _ => Ok(()),
     }
 }
 
 fn invalid(path: &str, why: &str) -> Error {
-    Error::InvalidPath(format!("`{}` is not a valid path: {why}", path.escape_debug()))
+    Error::InvalidPath(format!(
+        "`{}` is not a valid path: {why}",
+        path.escape_debug()
+    ))
 }
 
 /// The path of the lock object protecting `path`.
@@ -90,7 +101,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for p in ["a", "env:/dev/terraform.tfstate", "a/b.c/d", ".hidden/x", "a..b"] {
+        for p in [
+            "a",
+            "env:/dev/terraform.tfstate",
+            "a/b.c/d",
+            ".hidden/x",
+            "a..b",
+        ] {
             assert_eq!(validate(p), Ok(()), "{p}");
         }
     }
@@ -99,7 +116,16 @@ mod tests {
     fn refuses_escapes_and_junk() {
         let long = "a".repeat(MAX_PATH_LEN + 1);
         for p in [
-            "", "/etc/passwd", "..", "a/../b", "a/./b", "a//b", "a/", "a\0b", "a\\b", "x.tflock",
+            "",
+            "/etc/passwd",
+            "..",
+            "a/../b",
+            "a/./b",
+            "a//b",
+            "a/",
+            "a\0b",
+            "a\\b",
+            "x.tflock",
             &long,
         ] {
             assert!(matches!(validate(p), Err(Error::InvalidPath(_))), "{p:?}");

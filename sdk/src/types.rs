@@ -45,7 +45,7 @@ impl Error {
         match err.kind() {
             NotFound => Error::NotFound,
             PermissionDenied | ReadOnlyFilesystem => Error::Denied(format!(
-                "{doing}: {err}; check that the host granted this directory with write access"
+                "{doing}: {err}; the host has not granted access to it"
             )),
             TimedOut | Interrupted | WouldBlock => Error::Unavailable(format!("{doing}: {err}")),
             _ => Error::Other(format!("{doing}: {err}")),
@@ -304,9 +304,8 @@ impl Config {
     pub fn parse<T: std::str::FromStr>(&self, key: &str, expected: &str) -> Result<Option<T>> {
         self.get(key)
             .map(|v| {
-                v.parse().map_err(|_| {
-                    Error::InvalidConfig(format!("`{key}` = `{v}` is not {expected}"))
-                })
+                v.parse()
+                    .map_err(|_| Error::InvalidConfig(format!("`{key}` = `{v}` is not {expected}")))
             })
             .transpose()
     }

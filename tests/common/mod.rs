@@ -31,5 +31,7 @@ pub fn local_setup(dir: &Path) -> (Vec<(String, String)>, Grants) {
 
 /// Loads a built-in plugin.
 pub async fn builtin(name: &str) -> Plugin {
-    Plugin::builtin(runtime(), name).await.expect("built-in plugin loads")
+    Plugin::builtin(runtime(), name)
+        .await
+        .expect("built-in plugin loads")
 }

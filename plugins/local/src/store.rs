@@ -57,9 +57,7 @@ impl Backend for Local {
 
     fn open(config: Config) -> Result<Self> {
         let root = PathBuf::from(config.require("root")?);
-        let backup_count = config
-            .parse("backup_count", "a whole number")?
-            .unwrap_or(0);
+        let backup_count = config.parse("backup_count", "a whole number")?.unwrap_or(0);
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -231,9 +229,10 @@ impl Local {
     /// Runs `section` while holding the guard of `path`: an exclusively created file, so that
     /// compare-and-swap stays atomic between processes sharing the directory.
     fn with_guard<T>(&self, path: &str, section: impl FnOnce() -> Result<T>) -> Result<T> {
-        let guard = self
-            .internal("guards")
-            .join(format!("{:032x}", xxhash_rust::xxh3::xxh3_128(path.as_bytes())));
+        let guard = self.internal("guards").join(format!(
+            "{:032x}",
+            xxhash_rust::xxh3::xxh3_128(path.as_bytes())
+        ));
         let started = SystemTime::now();
         loop {
             match OpenOptions::new().write(true).create_new(true).open(&guard) {

@@ -48,7 +48,11 @@ impl Backend for Memory {
     }
 
     fn read(&self, path: &str) -> Result<Object> {
-        self.objects.borrow().get(path).cloned().ok_or(Error::NotFound)
+        self.objects
+            .borrow()
+            .get(path)
+            .cloned()
+            .ok_or(Error::NotFound)
     }
 
     fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {

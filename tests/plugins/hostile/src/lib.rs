@@ -25,7 +25,8 @@ impl Backend for Hostile {
                     "attack",
                     "loop | sleep | alloc | recurse | panic | read-file | env",
                 ),
-                ConfigField::optional("target", "file the read-file attack opens").default_value(""),
+                ConfigField::optional("target", "file the read-file attack opens")
+                    .default_value(""),
             ],
             features: vec![],
         }

@@ -1,0 +1,82 @@
+//! The local plugin survives a killed writer: `stateplug state push` is killed at many points
+//! of its run, and afterwards the state is always exactly the old or the new document.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Two large, different, valid JSON documents of the same size, so a torn file is easy to see.
+fn document(fill: char) -> Vec<u8> {
+    format!(
+        "{{\"serial\":1,\"padding\":\"{}\"}}",
+        fill.to_string().repeat(16 << 20)
+    )
+    .into_bytes()
+}
+
+fn push(dir: &Path, file: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_stateplug"))
+        .args(["state", "push", "ws", file])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stateplug runs")
+}
+
+#[test]
+fn killed_writers_never_leave_a_torn_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let documents = [document('a'), document('b')];
+    std::fs::write(dir.path().join("a.json"), &documents[0]).unwrap();
+    std::fs::write(dir.path().join("b.json"), &documents[1]).unwrap();
+    let state = dir.path().join(".stateplug/ws/terraform.tfstate");
+    let temp_dir = dir.path().join(".stateplug/.stateplug-local/tmp");
+    let guard_dir = dir.path().join(".stateplug/.stateplug-local/guards");
+
+    // How long an undisturbed push over an existing state takes, to spread the kills over
+    // its whole run.
+    assert!(push(dir.path(), "a.json").wait().unwrap().success());
+    let started = Instant::now();
+    assert!(push(dir.path(), "b.json").wait().unwrap().success());
+    let full_run = started.elapsed();
+
+    const KILLS: u32 = 24;
+    let mut interrupted_writes = 0;
+    for i in 0..KILLS {
+        let file = if i % 2 == 0 { "b.json" } else { "a.json" };
+        let mut child = push(dir.path(), file);
+        // The write itself comes last, after parsing and loading: aim at the second half.
+        std::thread::sleep(full_run.mul_f64(0.5 + 0.5 * f64::from(i) / f64::from(KILLS)));
+        child.kill().ok();
+        child.wait().unwrap();
+
+        let stored = std::fs::read(&state).expect("the state file exists after every kill");
+        assert!(
+            stored == documents[0] || stored == documents[1],
+            "after kill {i} the state is torn: {} bytes, starts {:?}",
+            stored.len(),
+            String::from_utf8_lossy(&stored[..stored.len().min(40)])
+        );
+        // A temp file or a write guard left behind is a write that was cut short (proof
+        // that the kill hit mid-write).
+        let mut cut_short = false;
+        for dir in [&temp_dir, &guard_dir] {
+            for leftover in std::fs::read_dir(dir).unwrap() {
+                std::fs::remove_file(leftover.unwrap().path()).unwrap();
+                cut_short = true;
+            }
+        }
+        interrupted_writes += u32::from(cut_short);
+    }
+    assert!(
+        interrupted_writes > 0,
+        "no kill landed during a write (full run {full_run:?}); the test proved nothing"
+    );
+    // The guard of a killed writer must not block the next one for long.
+    let started = Instant::now();
+    assert!(push(dir.path(), "b.json").wait().unwrap().success());
+    assert!(started.elapsed() < full_run + Duration::from_secs(5));
+    assert_eq!(std::fs::read(&state).unwrap(), documents[1]);
+    println!("{KILLS} kills, {interrupted_writes} during a write, full run {full_run:?}");
+}

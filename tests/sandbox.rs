@@ -216,3 +216,27 @@ async fn local_plugin_does_not_follow_a_planted_symlink_out() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_modes_cannot_be_changed_outside_the_grant() {
+    use std::os::unix::fs::PermissionsExt;
+    let escape = escape_setup();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let before = mode(&escape.secret);
+    let root = escape.granted.display().to_string();
+    for target in [
+        escape.secret.display().to_string(),
+        format!("{root}/../secret.txt"),
+        format!("{root}/link"),
+    ] {
+        let (_, grants) = common::local_setup(&escape.granted);
+        let error = hostile("chmod", &target, grants)
+            .await
+            .read("x")
+            .await
+            .expect_err(&target);
+        assert!(matches!(error, Error::Denied { .. }), "{target}: {error:?}");
+    }
+    assert_eq!(mode(&escape.secret), before, "the secret's mode changed");
+}

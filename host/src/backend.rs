@@ -374,7 +374,7 @@ fn contract_error(plugin: &str, path: &str, e: wit::Error) -> Error {
         wit::Error::NotFound => Error::NotFound { path },
         wit::Error::Locked(holder) => Error::Locked {
             path,
-            holder: holder.into(),
+            holder: Box::new(holder.into()),
         },
         wit::Error::PreconditionFailed => Error::PreconditionFailed { path },
         wit::Error::InvalidConfig(message) => Error::InvalidConfig { plugin, message },

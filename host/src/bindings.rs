@@ -3,7 +3,6 @@
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::error::Result;
 use crate::sandbox::{LOG_MESSAGE_MAX, StoreState};
 use crate::{LockInfo, Precondition};
 
@@ -17,7 +16,7 @@ pub(crate) use exports::stateplug::backend::backend as guest;
 pub(crate) use stateplug::backend::types as wit;
 
 /// Adds the host interface (`log`) to a linker.
-pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> Result<()> {
+pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> crate::Result<()> {
     stateplug::backend::host::add_to_linker::<_, HasSelf<StoreState>>(linker, |state| state)
         .map_err(|e| crate::engine::host_error("linking the host interface", &e))
 }
@@ -25,6 +24,10 @@ pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> Result<()> 
 impl stateplug::backend::types::Host for StoreState {}
 
 impl stateplug::backend::host::Host for StoreState {
+    fn set_file_mode(&mut self, path: String, mode: u32) -> Result<(), String> {
+        StoreState::set_file_mode(self, &path, mode)
+    }
+
     fn log(&mut self, level: stateplug::backend::host::Level, message: String) {
         use stateplug::backend::host::Level;
         // A plugin cannot flood the host's log: a budget per call, and a size cap.

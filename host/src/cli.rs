@@ -193,7 +193,11 @@ async fn state_push(backend: &Backend, workspace: &str, file: &Path) -> anyhow::
         )
     })?;
     if let Some(holder) = backend.lock_info(&path).await? {
-        return Err(Error::Locked { path, holder }.into());
+        return Err(Error::Locked {
+            path,
+            holder: Box::new(holder),
+        }
+        .into());
     }
     // Compare-and-swap against what was there, so a concurrent writer is never overwritten
     // unseen.

@@ -24,10 +24,12 @@ pub enum Error {
         /// The path asked for.
         path: String,
         /// The holder's lock.
-        holder: LockInfo,
+        holder: Box<LockInfo>,
     },
     /// A write's or delete's precondition did not hold; nothing changed.
-    #[error("`{path}` changed since it was read (precondition failed); read it again and retry")]
+    #[error(
+        "`{path}` was not changed: its precondition failed (it already exists, or changed since it was read); read it again and retry"
+    )]
     PreconditionFailed {
         /// The path asked for.
         path: String,

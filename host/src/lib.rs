@@ -6,18 +6,8 @@
 //! (granted directories only, no environment, no network, capped memory, a deadline per call)
 //! and exposes it as an async [`Backend`].
 //!
-//! ```no_run
-//! # async fn demo() -> stateplug::Result<()> {
-//! use stateplug::{Grants, Plugin, Precondition, Runtime};
-//!
-//! let runtime = Runtime::new()?;
-//! let plugin = Plugin::builtin(&runtime, "memory").await?;
-//! let backend = plugin.open(vec![], Grants::default()).await?;
-//! let version = backend.write("dev/terraform.tfstate", b"{}".to_vec(), Precondition::Absent).await?;
-//! let object = backend.read("dev/terraform.tfstate").await?;
-//! assert_eq!(object.version, version);
-//! # Ok(()) }
-//! ```
+//! `examples/embed.rs` shows an embedding tool opening the built-in memory plugin, writing
+//! with a precondition and reading back.
 //!
 //! The pieces, in the order a call goes through them: [`Runtime`] (engine, epoch deadlines,
 //! compiled cache) → [`Plugin`] (a checked, compiled, described component) → [`Backend`] (a

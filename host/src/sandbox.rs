@@ -118,6 +118,7 @@ impl Grants {
             .build();
         Ok(StoreState {
             plugin: plugin.into(),
+            dirs: self.dirs.clone(),
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limits,
@@ -130,12 +131,44 @@ impl Grants {
 /// Everything one plugin instance's store holds.
 pub(crate) struct StoreState {
     pub(crate) plugin: Arc<str>,
+    dirs: Vec<DirGrant>,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) output: GuestOutput,
     /// Log messages left for the current call.
     pub(crate) log_budget: u32,
+}
+
+impl StoreState {
+    /// Sets a file's permission bits, resolving the plugin's path inside its grants only
+    /// (symlinks and `..` cannot leave the granted directory).
+    pub(crate) fn set_file_mode(&self, path: &str, mode: u32) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        if mode > 0o777 {
+            return Err(format!(
+                "mode {mode:o} is not a permission mode (at most 0o777)"
+            ));
+        }
+        let (grant, relative) = self
+            .dirs
+            .iter()
+            .find_map(|grant| {
+                let rest = path.strip_prefix(grant.guest.as_str())?.strip_prefix('/')?;
+                Some((grant, rest))
+            })
+            .ok_or_else(|| format!("`{path}` is not inside a directory granted to the plugin"))?;
+        if grant.read_only {
+            return Err(format!("`{path}` is in a read-only grant"));
+        }
+        let dir =
+            cap_primitives::fs::open_ambient_dir(&grant.host, cap_primitives::ambient_authority())
+                .map_err(|e| format!("opening the granted directory: {e}"))?;
+        let permissions =
+            cap_primitives::fs::Permissions::from_std(std::fs::Permissions::from_mode(mode));
+        cap_primitives::fs::set_permissions(&dir, Path::new(relative), permissions)
+            .map_err(|e| format!("`{path}`: {e}"))
+    }
 }
 
 impl WasiView for StoreState {

@@ -118,7 +118,7 @@ impl From<types::Error> for wit::Error {
         use types::Error as E;
         match e {
             E::NotFound => wit::Error::NotFound,
-            E::Locked(holder) => wit::Error::Locked(holder.into()),
+            E::Locked(holder) => wit::Error::Locked((*holder).into()),
             E::PreconditionFailed => wit::Error::PreconditionFailed,
             E::InvalidConfig(m) => wit::Error::InvalidConfig(m),
             E::InvalidPath(m) => wit::Error::InvalidPath(m),

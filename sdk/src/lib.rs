@@ -95,6 +95,7 @@
 #[cfg(target_arch = "wasm32")]
 extern crate self as stateplug_sdk;
 
+pub mod fs;
 pub mod locking;
 pub mod log;
 pub mod path;

@@ -14,7 +14,7 @@ use crate::{Backend, log};
 const ATTEMPTS: usize = 8;
 
 /// Takes the lock on `path`, or reports the holder.
-pub fn lock<B: Backend + ?Sized>(store: &B, path: &str, info: LockInfo) -> Result<()> {
+pub fn lock<B: Backend>(store: &B, path: &str, info: LockInfo) -> Result<()> {
     let lock_path = lock_path(path);
     let body = info.to_json();
     for _ in 0..ATTEMPTS {
@@ -30,7 +30,7 @@ pub fn lock<B: Backend + ?Sized>(store: &B, path: &str, info: LockInfo) -> Resul
         };
         let holder = LockInfo::from_json(&current.data, &lock_path)?;
         if !holder.is_expired() {
-            return Err(Error::Locked(holder));
+            return Err(Error::Locked(Box::new(holder)));
         }
         match store.write(&lock_path, &body, Precondition::VersionIs(current.version)) {
             Ok(_) => {
@@ -48,13 +48,13 @@ pub fn lock<B: Backend + ?Sized>(store: &B, path: &str, info: LockInfo) -> Resul
 }
 
 /// Releases the lock on `path` if `id` is the holder's.
-pub fn unlock<B: Backend + ?Sized>(store: &B, path: &str, id: &str) -> Result<()> {
+pub fn unlock<B: Backend>(store: &B, path: &str, id: &str) -> Result<()> {
     let lock_path = lock_path(path);
     for _ in 0..ATTEMPTS {
         let current = store.read(&lock_path)?;
         let holder = LockInfo::from_json(&current.data, &lock_path)?;
         if holder.id != id {
-            return Err(Error::Locked(holder));
+            return Err(Error::Locked(Box::new(holder)));
         }
         match store.delete(&lock_path, Precondition::VersionIs(current.version)) {
             Err(Error::PreconditionFailed) => continue,
@@ -65,7 +65,7 @@ pub fn unlock<B: Backend + ?Sized>(store: &B, path: &str, id: &str) -> Result<()
 }
 
 /// The lock on `path`, if any.
-pub fn lock_info<B: Backend + ?Sized>(store: &B, path: &str) -> Result<Option<LockInfo>> {
+pub fn lock_info<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo>> {
     let lock_path = lock_path(path);
     match store.read(&lock_path) {
         Ok(current) => LockInfo::from_json(&current.data, &lock_path).map(Some),
@@ -76,7 +76,7 @@ pub fn lock_info<B: Backend + ?Sized>(store: &B, path: &str) -> Result<Option<Lo
 
 /// Removes the lock on `path` whoever holds it; returns the broken lock. A lock object that is
 /// not valid JSON is removed too, reported with its raw content as `info`.
-pub fn force_unlock<B: Backend + ?Sized>(store: &B, path: &str) -> Result<Option<LockInfo>> {
+pub fn force_unlock<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo>> {
     let lock_path = lock_path(path);
     for _ in 0..ATTEMPTS {
         let current = match store.read(&lock_path) {

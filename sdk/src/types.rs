@@ -18,7 +18,7 @@ pub enum Error {
     /// No object (or lock) at the path.
     NotFound,
     /// The path is locked by someone else; carries the holder's lock.
-    Locked(LockInfo),
+    Locked(Box<LockInfo>),
     /// The precondition of a write or delete did not hold; nothing changed.
     PreconditionFailed,
     /// The configuration is wrong: which key and what is expected.

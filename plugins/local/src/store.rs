@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use stateplug_sdk::{
     Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
-    check_precondition, log,
+    check_precondition, fs::set_file_mode, log,
 };
 
 /// The plugin's own directory under `root`; no object path may start with it.
@@ -32,6 +32,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub struct Local {
     root: PathBuf,
     backup_count: usize,
+    file_mode: u32,
 }
 
 impl Backend for Local {
@@ -50,6 +51,11 @@ impl Backend for Local {
                     "how many previous versions of each object to keep under .stateplug-local/backups",
                 )
                 .default_value("0"),
+                ConfigField::optional(
+                    "file_mode",
+                    "permission bits of stored files, in octal (state holds secrets: keep it private)",
+                )
+                .default_value("0600"),
             ],
             features: vec!["backups".into()],
         }
@@ -79,7 +85,20 @@ impl Backend for Local {
             fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        Ok(Local { root, backup_count })
+        let file_mode = config.get("file_mode").unwrap_or("0600");
+        let file_mode = u32::from_str_radix(file_mode.trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| {
+                Error::InvalidConfig(format!(
+                    "`file_mode` = `{file_mode}` is not an octal permission mode like 0600"
+                ))
+            })?;
+        Ok(Local {
+            root,
+            backup_count,
+            file_mode,
+        })
     }
 
     fn read(&self, path: &str) -> Result<Object> {
@@ -193,10 +212,14 @@ impl Local {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Error::io("creating a temp file", e)),
             };
-            let written = file.write_all(data).and_then(|()| file.sync_all());
+            let written = file
+                .write_all(data)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io("writing a temp file", e))
+                .and_then(|()| set_file_mode(&temp, self.file_mode));
             if let Err(e) = written {
                 let _ = fs::remove_file(&temp);
-                return Err(Error::io("writing a temp file", e));
+                return Err(e);
             }
             return Ok(temp);
         }

@@ -98,7 +98,7 @@ impl Backend for Memory {
         let mut locks = self.locks.borrow_mut();
         if let Some(holder) = locks.get(path) {
             if !holder.is_expired() {
-                return Err(Error::Locked(holder.clone()));
+                return Err(Error::Locked(Box::new(holder.clone())));
             }
             log::warn(&format!(
                 "took over the expired lock {} of {} on `{path}`",
@@ -113,7 +113,7 @@ impl Backend for Memory {
         let mut locks = self.locks.borrow_mut();
         match locks.get(path) {
             None => Err(Error::NotFound),
-            Some(holder) if holder.id != id => Err(Error::Locked(holder.clone())),
+            Some(holder) if holder.id != id => Err(Error::Locked(Box::new(holder.clone()))),
             Some(_) => {
                 locks.remove(path);
                 Ok(())

@@ -23,9 +23,9 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | read-file | env",
+                    "loop | sleep | alloc | recurse | panic | read-file | chmod | env",
                 ),
-                ConfigField::optional("target", "file the read-file attack opens")
+                ConfigField::optional("target", "file the read-file and chmod attacks aim at")
                     .default_value(""),
             ],
             features: vec![],
@@ -62,6 +62,11 @@ impl Backend for Hostile {
                     version: "stolen".into(),
                 })
                 .map_err(|e| Error::io(format!("opening {}", self.target), e)),
+            "chmod" => stateplug_sdk::fs::set_file_mode(std::path::Path::new(&self.target), 0o777)
+                .map(|()| Object {
+                    data: Vec::new(),
+                    version: "chmodded".into(),
+                }),
             "env" => Ok(Object {
                 data: format!("{:?}", std::env::vars().collect::<Vec<_>>()).into_bytes(),
                 version: "env".into(),

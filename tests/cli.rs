@@ -33,7 +33,7 @@ fn plugins_list_describes_the_builtins() {
         text.contains("memory 0.1.0 (stateplug:backend@0.1.0, built-in `memory`)"),
         "{text}"
     );
-    assert!(text.contains("root [required]"), "{text}");
+    assert!(text.contains("root [default \"/data\"]"), "{text}");
 
     let json = stateplug(dir.path(), &["plugins", "list", "--json"], None);
     let list: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();

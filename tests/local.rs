@@ -105,7 +105,10 @@ async fn configuration_errors_name_the_key() {
     };
     let not_granted = vec![("root".to_string(), "/var/lib".to_string())];
     let cases = [
-        (vec![], "missing required key `root`"),
+        (
+            with("root", "/data/no/such/dir"),
+            "`root` = `/data/no/such/dir` cannot be used",
+        ),
         (
             with("file_mode", "rw-------"),
             "`file_mode` = `rw-------` is not an octal permission mode",

@@ -5,16 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use stateplug::config::{Config, Overrides};
 use stateplug::workspace::{self, DEFAULT_WORKSPACE};
-use stateplug::{Backend, DirGrant, Error, Grants, Plugin, Precondition, Runtime, builtin};
+use stateplug::{Backend, Error, Plugin, Precondition, Runtime, builtin};
 
 /// Exit code for any failure.
 pub const EXIT_ERROR: u8 = 1;
 /// Exit code when the workspace is locked by someone else (scripts may wait and retry).
 pub const EXIT_LOCKED: u8 = 3;
-
-/// Where the default backend keeps its data.
-const DEFAULT_DIR: &str = ".stateplug";
 
 /// Infrastructure state backends as sandboxed WebAssembly plugins.
 #[derive(Parser, Debug)]
@@ -103,16 +101,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-/// The local plugin on `./.stateplug/`, the only directory it is granted.
+/// The backend the configuration selects (with none: the local plugin on `./.stateplug/`).
 async fn default_backend(runtime: &Runtime) -> anyhow::Result<Backend> {
-    let grant = DirGrant::same_path(DEFAULT_DIR)?;
-    let config = vec![("root".to_string(), grant.guest.clone())];
-    let grants = Grants {
-        dirs: vec![grant],
-        ..Grants::default()
-    };
-    let plugin = Plugin::builtin(runtime, "local").await?;
-    Ok(plugin.open(config, grants).await?)
+    let config = Config::load(&Overrides::default(), std::env::vars())?;
+    Ok(config.backend.open(runtime).await?)
 }
 
 async fn plugins_list(runtime: &Runtime, json: bool) -> anyhow::Result<()> {

@@ -104,6 +104,17 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A state write or delete broke one of the state rules (lineage, serial, JSON, ...).
+    #[error("workspace `{workspace}`: refused: {reason}")]
+    Rejected {
+        /// The workspace.
+        workspace: String,
+        /// Which rule, and what to do.
+        reason: String,
+    },
+    /// A request or argument is malformed.
+    #[error("{0}")]
+    InvalidInput(String),
     /// The host itself failed (wasmtime setup, I/O of the compiled cache, ...).
     #[error("{0}")]
     Host(String),

@@ -18,11 +18,13 @@
 mod backend;
 mod bindings;
 pub mod builtin;
+pub mod config;
 pub mod conformance;
 mod engine;
 mod error;
 mod plugin;
 mod sandbox;
+pub mod state;
 pub mod workspace;
 
 pub use backend::Backend;

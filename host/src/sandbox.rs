@@ -63,28 +63,14 @@ pub struct DirGrant {
 }
 
 impl DirGrant {
-    /// Grants `host` read-write, seen by the plugin under the same absolute path, so the
-    /// operator and the plugin's configuration name it the same way. Creates the directory
-    /// if needed.
-    pub fn same_path(host: impl AsRef<Path>) -> Result<DirGrant> {
-        let host = host.as_ref();
-        let grant_error = |reason: String| Error::Grant {
-            path: host.to_path_buf(),
-            reason,
-        };
-        std::fs::create_dir_all(host).map_err(|e| grant_error(e.to_string()))?;
-        let host = host
-            .canonicalize()
-            .map_err(|e| grant_error(e.to_string()))?;
-        let guest = host
-            .to_str()
-            .ok_or_else(|| grant_error("the path is not valid UTF-8".into()))?
-            .to_string();
-        Ok(DirGrant {
-            host,
-            guest,
+    /// Grants `host` read-write, seen by the plugin as `/data` (where the `local` plugin
+    /// keeps its objects by default).
+    pub fn read_write(host: impl Into<PathBuf>) -> DirGrant {
+        DirGrant {
+            host: host.into(),
+            guest: crate::config::DEFAULT_GUEST_DIR.to_string(),
             read_only: false,
-        })
+        }
     }
 }
 
@@ -95,6 +81,12 @@ impl Grants {
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
         for dir in &self.dirs {
+            if !dir.read_only && !dir.host.exists() {
+                std::fs::create_dir_all(&dir.host).map_err(|e| Error::Grant {
+                    path: dir.host.clone(),
+                    reason: format!("it does not exist and cannot be created: {e}"),
+                })?;
+            }
             let perms = if dir.read_only {
                 FsPerms::ReadOnly
             } else {

@@ -18,15 +18,13 @@ pub fn test_plugin_path(name: &str) -> PathBuf {
     Path::new(env!("STATEPLUG_TEST_PLUGIN_DIR")).join(format!("{name}.wasm"))
 }
 
-/// Config and grants for the local plugin keeping its objects in `dir`.
+/// Config and grants for the local plugin keeping its objects in `dir` (seen as `/data`).
 pub fn local_setup(dir: &Path) -> (Vec<(String, String)>, Grants) {
-    let grant = DirGrant::same_path(dir).expect("grant");
-    let config = vec![("root".to_string(), grant.guest.clone())];
     let grants = Grants {
-        dirs: vec![grant],
+        dirs: vec![DirGrant::read_write(dir)],
         ..Grants::default()
     };
-    (config, grants)
+    (Vec::new(), grants)
 }
 
 /// Loads a built-in plugin.

@@ -42,10 +42,11 @@ impl Backend for Local {
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Objects as files in a directory granted by the host".into(),
             config: vec![
-                ConfigField::required(
+                ConfigField::optional(
                     "root",
                     "directory to keep objects in, as the plugin sees it (the host grants it)",
-                ),
+                )
+                .default_value("/data"),
                 ConfigField::optional(
                     "backup_count",
                     "how many previous versions of each object to keep under .stateplug-local/backups",

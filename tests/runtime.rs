@@ -1,0 +1,105 @@
+//! Loading plugins: the compiled cache, and clear refusals of files that are not plugins.
+
+mod common;
+
+use stateplug::{Error, Plugin, PluginSource, Runtime, RuntimeOptions};
+
+fn runtime_with_cache(dir: &std::path::Path) -> Runtime {
+    Runtime::with_options(RuntimeOptions {
+        cache_dir: Some(dir.to_path_buf()),
+        ..RuntimeOptions::default()
+    })
+    .unwrap()
+}
+
+fn cached_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_code_is_cached_and_reused_across_runtimes() {
+    let cache = tempfile::tempdir().unwrap();
+    let first = Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
+        .await
+        .unwrap();
+    let files = cached_files(cache.path());
+    assert_eq!(files.len(), 1, "one compiled file per plugin: {files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(first.sha256()),
+        "keyed by the wasm's digest: {name}"
+    );
+    let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+
+    // A new runtime (as after a restart) loads the cached code instead of compiling again.
+    let second = Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
+        .await
+        .unwrap();
+    assert_eq!(second.metadata(), first.metadata());
+    assert_eq!(cached_files(cache.path()), files);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written,
+        "recompiled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_cache_entry_is_replaced() {
+    let cache = tempfile::tempdir().unwrap();
+    Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
+        .await
+        .unwrap();
+    let file = cached_files(cache.path()).remove(0);
+    std::fs::write(&file, b"garbage").unwrap();
+    let plugin = Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
+        .await
+        .unwrap();
+    let backend = plugin.open(vec![], Default::default()).await.unwrap();
+    assert!(!backend.exists("x").await.unwrap());
+    assert_ne!(
+        std::fs::read(&file).unwrap(),
+        b"garbage",
+        "the bad entry was not rewritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_are_not_plugins_are_refused_with_the_reason() {
+    let runtime = common::runtime();
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let cases: [(&[u8], &str); 3] = [
+        (
+            &core_module,
+            "is a core WebAssembly module, not a component; build the plugin with `cargo build --target wasm32-wasip2`",
+        ),
+        (b"#!/bin/sh\necho hi\n", "it is not a WebAssembly component"),
+        (
+            b"\0asm\x0d\0\x01\0\xff\xff",
+            "cannot load plugin broken.wasm",
+        ),
+    ];
+    for (bytes, expected) in cases {
+        let source = PluginSource::File("broken.wasm".into());
+        match Plugin::from_bytes(runtime, bytes, source).await {
+            Err(e @ Error::Load { .. }) => assert!(e.to_string().contains(expected), "{e}"),
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+    let missing = Plugin::from_file(runtime, std::path::Path::new("/no/such/plugin.wasm")).await;
+    let message = missing.unwrap_err().to_string();
+    assert!(
+        message.contains("/no/such/plugin.wasm") && message.contains("No such file"),
+        "{message}"
+    );
+    let unknown = Plugin::builtin(runtime, "s4")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unknown.contains("built-ins are: memory, local"),
+        "{unknown}"
+    );
+}

@@ -164,9 +164,10 @@ impl Config {
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
                 (parsed, dir)
             }
-            None => (FileConfig::default(), PathBuf::from(".")),
+            None => (FileConfig::default(), PathBuf::new()),
         };
-        let cwd = PathBuf::from(".");
+        // Relative paths from flags and the environment stay relative to the working dir.
+        let cwd = PathBuf::new();
 
         // Which backend, and its table from the file (paths there are relative to the file).
         let (name, mut table, table_dir) = if let Some(plugin) = &overrides.plugin {

@@ -24,6 +24,7 @@ mod engine;
 mod error;
 mod plugin;
 mod sandbox;
+pub mod server;
 pub mod state;
 pub mod workspace;
 

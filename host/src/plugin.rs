@@ -180,6 +180,19 @@ impl Plugin {
         Backend::open(self.clone(), config, grants).await
     }
 
+    /// The interfaces the plugin imports (which WASI capabilities it would use).
+    pub fn imports(&self) -> Vec<String> {
+        let engine = self.inner.runtime.engine();
+        self.inner
+            .pre
+            .instance_pre()
+            .component()
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     pub(crate) fn pre(&self) -> &PluginPre<crate::sandbox::StoreState> {
         &self.inner.pre
     }

@@ -33,3 +33,58 @@ pub async fn builtin(name: &str) -> Plugin {
         .await
         .expect("built-in plugin loads")
 }
+
+/// A `stateplug serve` process on a free 127.0.0.1 port, stopped when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Server {
+    /// Starts `stateplug <args> serve --listen 127.0.0.1:0` in `dir` and waits for its
+    /// `listening on` line.
+    pub fn start(dir: &Path, args: &[&str]) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stateplug"))
+            .args(args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("stateplug serve starts");
+        let mut first_line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first_line)
+            .unwrap();
+        let url = first_line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first_line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    /// The URL of a workspace's state.
+    pub fn state_url(&self, workspace: &str) -> String {
+        format!("{}/state/{workspace}", self.url)
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

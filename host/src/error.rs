@@ -112,6 +112,12 @@ pub enum Error {
         /// Which rule, and what to do.
         reason: String,
     },
+    /// An unlock of a workspace that holds no lock.
+    #[error("workspace `{workspace}` is not locked")]
+    NotLocked {
+        /// The workspace.
+        workspace: String,
+    },
     /// A request or argument is malformed.
     #[error("{0}")]
     InvalidInput(String),

@@ -270,7 +270,7 @@ async fn unlock(
     }
     match state.unlock(workspace, &info.id).await {
         // Nothing to release: the lock expired or was broken.
-        Err(Error::NotFound { .. }) => Ok(()),
+        Err(Error::NotLocked { .. }) => Ok(()),
         other => other,
     }
 }

@@ -309,7 +309,12 @@ impl StateStore {
     /// Releases a workspace's lock held under `id`.
     pub async fn unlock(&self, workspace: &str, id: &str) -> Result<()> {
         let path = workspace::state_path(workspace)?;
-        self.backend.unlock(&path, id).await
+        match self.backend.unlock(&path, id).await {
+            Err(Error::NotFound { .. }) => Err(Error::NotLocked {
+                workspace: workspace.to_string(),
+            }),
+            other => other,
+        }
     }
 
     /// The lock on a workspace, if any.

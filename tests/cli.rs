@@ -90,13 +90,41 @@ fn bad_input_is_refused_and_nothing_changes() {
             b"not json",
             "workspace `dev`: refused: the state is not valid JSON",
         ),
-        (&["state", "push", "dev", "-"], b"{\"serial\":0}", "serial 0 is lower than the stored serial 1"),
-        (&["state", "rollback", "dev", "7"], b"", "no kept version has serial 7"),
-        (&["workspace", "delete", "default"], b"", "the default workspace cannot be deleted"),
-        (&["lock", "release", "dev", "nobody"], b"", "workspace `dev` is not locked"),
-        (&["-c", "memory=lots", "state", "pull"], b"", "`memory` = `lots` is not a size"),
-        (&["--plugin", "nope", "state", "pull"], b"", "there is no built-in plugin of that name"),
-        (&["--plugin", "memory", "-c", "colour=red", "state", "pull"], b"", "unknown key `colour`"),
+        (
+            &["state", "push", "dev", "-"],
+            b"{\"serial\":0}",
+            "serial 0 is lower than the stored serial 1",
+        ),
+        (
+            &["state", "rollback", "dev", "7"],
+            b"",
+            "no kept version has serial 7",
+        ),
+        (
+            &["workspace", "delete", "default"],
+            b"",
+            "the default workspace cannot be deleted",
+        ),
+        (
+            &["lock", "release", "dev", "nobody"],
+            b"",
+            "workspace `dev` is not locked",
+        ),
+        (
+            &["-c", "memory=lots", "state", "pull"],
+            b"",
+            "`memory` = `lots` is not a size",
+        ),
+        (
+            &["--plugin", "nope", "state", "pull"],
+            b"",
+            "there is no built-in plugin of that name",
+        ),
+        (
+            &["--plugin", "memory", "-c", "colour=red", "state", "pull"],
+            b"",
+            "unknown key `colour`",
+        ),
         (
             &["state", "push", "..", "-"],
             b"{}",
@@ -142,23 +170,55 @@ fn locks_history_and_rollback_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let push = |serial: u32| {
         let state = format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"L\"}}");
-        stateplug(dir.path(), &["state", "push", "dev", "-"], Some(state.as_bytes()))
+        stateplug(
+            dir.path(),
+            &["state", "push", "dev", "-"],
+            Some(state.as_bytes()),
+        )
     };
     assert!(push(1).status.success());
     assert!(push(2).status.success());
 
-    let acquired = stateplug(dir.path(), &["lock", "acquire", "dev", "--who", "maint@ops"], None);
+    let acquired = stateplug(
+        dir.path(),
+        &["lock", "acquire", "dev", "--who", "maint@ops"],
+        None,
+    );
     assert!(acquired.status.success(), "{}", stderr(&acquired));
-    let id = String::from_utf8(acquired.stdout).unwrap().trim().to_string();
+    let id = String::from_utf8(acquired.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
     let refused = push(3);
-    assert_eq!(refused.status.code(), Some(3), "locked exits 3: {}", stderr(&refused));
-    assert!(stderr(&refused).contains("locked by maint@ops"), "{}", stderr(&refused));
+    assert_eq!(
+        refused.status.code(),
+        Some(3),
+        "locked exits 3: {}",
+        stderr(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("locked by maint@ops"),
+        "{}",
+        stderr(&refused)
+    );
     let listed = stateplug(dir.path(), &["lock", "list", "--json"], None);
     let locks: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(locks[0]["lock"]["ID"], id.as_str());
-    let with_id = stateplug(dir.path(), &["state", "push", "dev", "-", "--lock-id", &id], Some(b"{\"version\":4,\"serial\":3,\"lineage\":\"L\"}"));
+    let with_id = stateplug(
+        dir.path(),
+        &["state", "push", "dev", "-", "--lock-id", &id],
+        Some(b"{\"version\":4,\"serial\":3,\"lineage\":\"L\"}"),
+    );
     assert!(with_id.status.success(), "{}", stderr(&with_id));
-    assert!(stateplug(dir.path(), &["lock", "force-unlock", "dev", "--who", "boss"], None).status.success());
+    assert!(
+        stateplug(
+            dir.path(),
+            &["lock", "force-unlock", "dev", "--who", "boss"],
+            None
+        )
+        .status
+        .success()
+    );
 
     let history = stateplug(dir.path(), &["state", "history", "dev", "--json"], None);
     let serials: Vec<u64> = serde_json::from_slice::<Vec<serde_json::Value>>(&history.stdout)
@@ -169,12 +229,22 @@ fn locks_history_and_rollback_from_the_cli() {
     assert_eq!(serials, [3, 2, 1]);
     let rolled = stateplug(dir.path(), &["state", "rollback", "dev", "1"], None);
     assert!(rolled.status.success(), "{}", stderr(&rolled));
-    let pulled: serde_json::Value = serde_json::from_slice(&stateplug(dir.path(), &["state", "pull", "dev"], None).stdout).unwrap();
-    assert_eq!(pulled["serial"], 4, "a rollback is a new write with a higher serial");
+    let pulled: serde_json::Value =
+        serde_json::from_slice(&stateplug(dir.path(), &["state", "pull", "dev"], None).stdout)
+            .unwrap();
+    assert_eq!(
+        pulled["serial"], 4,
+        "a rollback is a new write with a higher serial"
+    );
 
     let list = stateplug(dir.path(), &["workspace", "list", "--json"], None);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["default", "dev"]);
     assert_eq!(list[1]["serial"], 4);
 }
@@ -189,6 +259,12 @@ fn config_show_masks_secrets_and_names_its_file() {
     .unwrap();
     let shown = stateplug(dir.path(), &["config", "show"], None);
     let text = String::from_utf8(shown.stdout).unwrap();
-    assert!(text.contains("[backends.team]") && text.contains("timeout = \"5s\""), "{text}");
-    assert!(text.contains("users.ci = \"(secret)\"") && !text.contains("hunter2"), "{text}");
+    assert!(
+        text.contains("[backends.team]") && text.contains("timeout = \"5s\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("users.ci = \"(secret)\"") && !text.contains("hunter2"),
+        "{text}"
+    );
 }

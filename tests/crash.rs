@@ -16,7 +16,7 @@ fn document(fill: char) -> Vec<u8> {
 
 fn push(dir: &Path, file: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_stateplug"))
-        .args(["state", "push", "ws", file])
+        .args(["state", "push", "--force", "ws", file])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

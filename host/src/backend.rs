@@ -1,9 +1,9 @@
 //! An opened backend: one long-lived sandboxed instance of a plugin, called asynchronously.
 //!
-//! Calls to one backend are serialized (a plugin is single-threaded) and each runs in its own
-//! task, so a caller that gives up (a dropped HTTP request) never leaves an instance half-way
-//! through a call. A call that traps, panics, runs out of memory or passes its deadline throws
-//! the instance away; the next call instantiates a fresh one and opens the store again.
+//! Calls to one backend are serialized (a plugin is single-threaded). A call that traps,
+//! panics, runs out of memory, passes its deadline, or is abandoned by its caller half-way
+//! throws the instance away; the next call instantiates a fresh one and opens the store again.
+//! (Callers that must not abandon a write, like the HTTP server, run it in a task of its own.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -212,23 +212,32 @@ impl Backend {
         Ok(lock.map(Into::into))
     }
 
-    /// Runs one contract call on the instance, in a task of its own.
+    /// Runs one contract call on the instance.
     async fn call<R, F>(&self, path: &str, call: F) -> Result<R>
     where
-        R: Send + 'static,
         F: for<'a> FnOnce(
-                &'a mut Store<StoreState>,
-                guest::GuestStore<'a>,
-                ResourceAny,
-            ) -> CallFuture<'a, R>
-            + Send
-            + 'static,
+            &'a mut Store<StoreState>,
+            guest::GuestStore<'a>,
+            ResourceAny,
+        ) -> CallFuture<'a, R>,
     {
-        let inner = self.inner.clone();
-        let outcome = tokio::spawn(async move { inner.run(call).await })
-            .await
-            .map_err(|e| Error::Host(format!("plugin call task failed: {e}")))??;
+        let outcome = self.inner.run(call).await?;
         outcome.map_err(|e| contract_error(self.plugin().name(), path, e))
+    }
+}
+
+/// Throws the instance away unless disarmed: a call that trapped, timed out, or whose caller
+/// gave up half-way (its future dropped) leaves the instance in an unknown state.
+struct DiscardUnlessFinished<'a> {
+    slot: &'a mut Option<Live>,
+    armed: bool,
+}
+
+impl Drop for DiscardUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            *self.slot = None;
+        }
     }
 }
 
@@ -245,11 +254,15 @@ impl Inner {
         if slot.is_none() {
             *slot = Some(Live::start(&self.plugin, &self.config, &self.grants).await?);
         }
+        let mut guard = DiscardUnlessFinished {
+            slot: &mut slot,
+            armed: true,
+        };
         let Some(Live {
             store,
             instance,
             handle,
-        }) = slot.as_mut()
+        }) = guard.slot.as_mut()
         else {
             return Err(Error::Host("plugin instance missing after start".into()));
         };
@@ -258,7 +271,10 @@ impl Inner {
         let guest = instance.stateplug_backend_backend().store();
         let deadline = self.grants.timeout + TIMEOUT_GRACE;
         let failure = match tokio::time::timeout(deadline, call(store, guest, *handle)).await {
-            Ok(Ok(result)) => return Ok(result),
+            Ok(Ok(result)) => {
+                guard.armed = false;
+                return Ok(result);
+            }
             Ok(Err(trap)) => crashed(
                 self.plugin.name(),
                 &self.grants,
@@ -270,8 +286,8 @@ impl Inner {
                 timeout: self.grants.timeout,
             },
         };
-        // The instance is in an unknown state: drop it; the next call starts a fresh one.
-        *slot = None;
+        // The guard drops the instance; the next call starts a fresh one.
+        drop(guard);
         tracing::warn!(plugin = self.plugin.name(), "{failure}");
         Err(failure)
     }

@@ -165,6 +165,26 @@ async fn state_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // A client that disconnects must not cut a write short: the work runs in its own task.
+    let work = handle_state(shared, method, workspace, query, headers, body);
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request failed: {e}"),
+            )
+        })
+}
+
+async fn handle_state(
+    shared: Arc<ServerState>,
+    method: Method,
+    workspace: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let state = &shared.state;
     if let Err(e) = crate::workspace::validate_name(&workspace) {
         return error_response(e);

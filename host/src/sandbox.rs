@@ -80,6 +80,9 @@ impl Grants {
         let output = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
+        // File operations stay on tokio's blocking pool (wasmtime-wasi's default): doing them
+        // on the calling thread is faster, but a plugin stuck in one (a slow network mount)
+        // would then hold an async worker where no deadline can reach it.
         for dir in &self.dirs {
             if !dir.read_only && !dir.host.exists() {
                 std::fs::create_dir_all(&dir.host).map_err(|e| Error::Grant {

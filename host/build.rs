@@ -54,7 +54,10 @@ fn main() {
         command.args(["-p", krate]);
     }
     // wasmtime runs wasm SIMD natively; it lets hashing and copies in the guests vectorize.
-    command.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", "-Ctarget-feature=+simd128");
+    command.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-Ctarget-feature=+simd128",
+    );
     // The outer build's flags and wrappers are for the host, not for wasm guests.
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",

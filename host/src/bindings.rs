@@ -58,35 +58,23 @@ impl stateplug::backend::host::Host for StoreState {
     }
 }
 
-impl From<wit::LockInfo> for LockInfo {
-    fn from(l: wit::LockInfo) -> Self {
-        LockInfo {
-            id: l.id,
-            operation: l.operation,
-            info: l.info,
-            who: l.who,
-            version: l.version,
-            created: l.created,
-            path: l.path,
-            expires: l.expires,
+/// Field-for-field conversions, both ways, between two records with the same fields.
+macro_rules! same_fields {
+    ($a:ty, $b:ty, { $($field:ident),* $(,)? }) => {
+        impl From<$a> for $b {
+            fn from(x: $a) -> Self {
+                Self { $($field: x.$field),* }
+            }
         }
-    }
+        impl From<$b> for $a {
+            fn from(x: $b) -> Self {
+                Self { $($field: x.$field),* }
+            }
+        }
+    };
 }
 
-impl From<LockInfo> for wit::LockInfo {
-    fn from(l: LockInfo) -> Self {
-        wit::LockInfo {
-            id: l.id,
-            operation: l.operation,
-            info: l.info,
-            who: l.who,
-            version: l.version,
-            created: l.created,
-            path: l.path,
-            expires: l.expires,
-        }
-    }
-}
+same_fields!(wit::LockInfo, LockInfo, { id, operation, info, who, version, created, path, expires });
 
 impl From<Precondition> for wit::Precondition {
     fn from(p: Precondition) -> Self {

@@ -180,6 +180,12 @@ impl Config {
             table.insert("dirs".into(), toml::Value::Array(vec![IMPLICIT_DIR.into()]));
             (IMPLICIT_BACKEND.to_string(), table, cwd.clone())
         } else {
+            let configured = parsed
+                .backends
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
             let name = overrides
                 .backend
                 .clone()
@@ -191,28 +197,16 @@ impl Config {
                 })
                 .ok_or_else(|| {
                     invalid(format!(
-                        "several backends are configured ({}) and none is chosen: set `default` \
-                         in the config file or pass --backend NAME",
-                        parsed
-                            .backends
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        "several backends are configured ({configured}) and none is chosen: set \
+                         `default` in the config file or pass --backend NAME"
                     ))
                 })?;
             let table = parsed.backends.get(&name).cloned().ok_or_else(|| {
                 invalid(format!(
-                    "no backend named `{name}` in {}; configured: {}",
+                    "no backend named `{name}` in {}; configured: {configured}",
                     file.as_ref()
                         .map(|f| f.display().to_string())
                         .unwrap_or("the configuration".into()),
-                    parsed
-                        .backends
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
                 ))
             })?;
             (name, table, base_dir.clone())

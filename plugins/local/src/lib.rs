@@ -5,6 +5,7 @@
 //! are content hashes, so any change made by anyone is detected. Locks are the SDK's:
 //! `<path>.tflock` files created exclusively, holding the LockInfo JSON.
 
+mod file;
 mod store;
 
 pub use store::Local;

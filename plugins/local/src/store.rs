@@ -5,11 +5,12 @@
 //! compare-and-swap sections, `backups/<path>/` for old versions).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::file;
 use stateplug_sdk::{
     Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
     check_precondition, fs::set_file_mode, log,
@@ -208,17 +209,11 @@ impl Local {
         let dir = self.internal("tmp");
         loop {
             let temp = dir.join(unique_name());
-            let mut file = match OpenOptions::new().write(true).create_new(true).open(&temp) {
-                Ok(file) => file,
+            let written = match file::create_durable(&temp, data) {
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Error::io("creating a temp file", e)),
+                written => written.map_err(|e| Error::io("writing a temp file", e)),
             };
-            let written = file
-                .write_all(data)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("writing a temp file", e))
-                .and_then(|()| set_file_mode(&temp, self.file_mode));
-            if let Err(e) = written {
+            if let Err(e) = written.and_then(|()| set_file_mode(&temp, self.file_mode)) {
                 let _ = fs::remove_file(&temp);
                 return Err(e);
             }

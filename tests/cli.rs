@@ -268,3 +268,40 @@ fn config_show_masks_secrets_and_names_its_file() {
         "{text}"
     );
 }
+
+#[test]
+fn a_lock_past_its_ttl_can_be_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let ttl = ["-c", "lock_ttl=300ms"];
+    let first = stateplug(
+        dir.path(),
+        &[&ttl[..], &["lock", "acquire", "dev", "--who", "crashed-ci"]].concat(),
+        None,
+    );
+    assert!(first.status.success(), "{}", stderr(&first));
+    let early = stateplug(
+        dir.path(),
+        &[&ttl[..], &["lock", "acquire", "dev", "--who", "next"]].concat(),
+        None,
+    );
+    assert_eq!(
+        early.status.code(),
+        Some(3),
+        "a fresh lock must hold: {}",
+        stderr(&early)
+    );
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let later = stateplug(
+        dir.path(),
+        &[&ttl[..], &["lock", "acquire", "dev", "--who", "next"]].concat(),
+        None,
+    );
+    assert!(
+        later.status.success(),
+        "a stale lock is taken over: {}",
+        stderr(&later)
+    );
+    let locks = stateplug(dir.path(), &["lock", "list", "--json"], None);
+    let locks: serde_json::Value = serde_json::from_slice(&locks.stdout).unwrap();
+    assert_eq!(locks[0]["lock"]["Who"], "next");
+}

@@ -200,6 +200,24 @@ impl Backend {
         Ok(lock.map(Into::into))
     }
 
+    /// Every lock on a path starting with `prefix`, sorted by path.
+    pub async fn list_locks(&self, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+        stateplug_sdk::path::validate_prefix(prefix)
+            .map_err(|e| Error::InvalidPath(e.to_string()))?;
+        let p = prefix.to_string();
+        let locks = self
+            .call(prefix, move |store, guest, handle| {
+                Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
+            })
+            .await?;
+        let mut locks: Vec<(String, LockInfo)> = locks
+            .into_iter()
+            .map(|(path, lock)| (path, lock.into()))
+            .collect();
+        locks.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(locks)
+    }
+
     /// Breaks the lock on `path` whoever holds it; returns the broken lock.
     pub async fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
         check_path(path)?;

@@ -111,6 +111,7 @@ pub fn cases() -> Vec<Case> {
         case!("force-unlock", force_unlock),
         case!("expired-lock-taken-over", expired_lock_taken_over),
         case!("locks-are-not-objects", locks_are_not_objects),
+        case!("list-locks", list_locks),
         case!("invalid-paths-refused", invalid_paths_refused),
         case!("lock-race-one-winner", lock_race_one_winner),
         case!("cas-race-no-lost-update", cas_race_no_lost_update),
@@ -451,6 +452,42 @@ async fn locks_are_not_objects(b: Backend) -> anyhow::Result<()> {
         Err(Error::InvalidPath(_)) => {}
         other => bail!("writing a lock object's name directly gave {other:?}"),
     }
+    Ok(())
+}
+
+async fn list_locks(b: Backend) -> anyhow::Result<()> {
+    ensure!(
+        b.list_locks("").await?.is_empty(),
+        "locks listed in an empty store"
+    );
+    b.write("b/state", b"{}".to_vec(), Precondition::None)
+        .await?;
+    b.lock("b/state", lock("id-b", "bob")).await?;
+    b.lock("a/no-object-yet", lock("id-a", "alice")).await?;
+    b.lock("c/state", lock("id-c", "carol")).await?;
+    let listed: Vec<(String, String)> = b
+        .list_locks("")
+        .await?
+        .into_iter()
+        .map(|(path, lock)| (path, lock.id))
+        .collect();
+    let expected = [
+        ("a/no-object-yet", "id-a"),
+        ("b/state", "id-b"),
+        ("c/state", "id-c"),
+    ]
+    .map(|(p, i)| (p.to_string(), i.to_string()));
+    ensure!(listed == expected, "listed {listed:?}");
+    let under_b = b.list_locks("b/").await?;
+    ensure!(
+        under_b.len() == 1 && under_b[0].0 == "b/state",
+        "prefix `b/` gave {under_b:?}"
+    );
+    b.unlock("c/state", "id-c").await?;
+    ensure!(
+        b.list_locks("c").await?.is_empty(),
+        "a released lock is still listed"
+    );
     Ok(())
 }
 

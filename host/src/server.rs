@@ -4,7 +4,7 @@
 //! `http` backend: GET, POST (and PUT) `?ID=<lock id>`, DELETE, LOCK and UNLOCK. Every write
 //! goes through the state layer, so Terraform's own rules (lineage, serial) and our locks are
 //! enforced server side. The JSON API: `GET /api/workspaces`, `GET /api/locks`,
-//! `GET /api/workspaces/<workspace>/history`.
+//! `GET /api/workspaces/<workspace>/history`, `GET /api/workspaces/<workspace>/broken-locks`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -46,6 +46,10 @@ pub fn router(shared: Arc<ServerState>, body_limit: usize) -> Router {
         .route("/api/workspaces", get(api_workspaces))
         .route("/api/locks", get(api_locks))
         .route("/api/workspaces/{workspace}/history", get(api_history))
+        .route(
+            "/api/workspaces/{workspace}/broken-locks",
+            get(api_broken_locks),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
@@ -340,6 +344,16 @@ async fn api_history(
 ) -> Response {
     match shared.state.history(&workspace).await {
         Ok(entries) => json(StatusCode::OK, &entries),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn api_broken_locks(
+    State(shared): State<Arc<ServerState>>,
+    Path(workspace): Path<String>,
+) -> Response {
+    match shared.state.broken_locks(&workspace).await {
+        Ok(records) => json(StatusCode::OK, &records),
         Err(e) => error_response(e),
     }
 }

@@ -410,15 +410,18 @@ impl StateStore {
         Ok(infos)
     }
 
-    /// All held locks, by workspace.
+    /// All held locks, by workspace (a workspace can be locked before it has state).
     pub async fn locks(&self) -> Result<Vec<(String, LockInfo)>> {
-        let mut locks = Vec::new();
-        for name in self.workspace_names().await? {
-            if let Some(lock) = self.lock_info(&name).await? {
-                locks.push((name, lock));
-            }
-        }
-        Ok(locks)
+        Ok(self
+            .backend
+            .list_locks("")
+            .await?
+            .into_iter()
+            .filter_map(|(path, lock)| {
+                let (name, rest) = path.split_once('/')?;
+                (rest == "terraform.tfstate").then(|| (name.to_string(), lock))
+            })
+            .collect())
     }
 
     /// The kept versions of a workspace, newest first.

@@ -107,6 +107,15 @@ impl<B: Backend> GuestStore for StoreOf<B> {
         Ok(self.0.lock_info(&path)?.map(Into::into))
     }
 
+    fn list_locks(&self, prefix: String) -> Result<Vec<(String, wit::LockInfo)>, wit::Error> {
+        validate_prefix(&prefix)?;
+        let locks = self.0.list_locks(&prefix)?;
+        Ok(locks
+            .into_iter()
+            .map(|(path, lock)| (path, lock.into()))
+            .collect())
+    }
+
     fn force_unlock(&self, path: String) -> Result<Option<wit::LockInfo>, wit::Error> {
         validate(&path)?;
         Ok(self.0.force_unlock(&path)?.map(Into::into))

@@ -165,6 +165,11 @@ pub trait Backend: Sized + 'static {
     fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
         locking::force_unlock(self, path)
     }
+
+    /// Every lock on a path starting with `prefix`, sorted by path.
+    fn list_locks(&self, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+        locking::list_locks(self, prefix)
+    }
 }
 
 /// Checks a precondition against the current version of an object (`None` when absent).

@@ -6,7 +6,7 @@
 //! one lock can never both win, whatever the storage, as long as its conditional writes are
 //! atomic.
 
-use crate::path::lock_path;
+use crate::path::{LOCK_SUFFIX, lock_path};
 use crate::types::{Error, LockInfo, Precondition, Result};
 use crate::{Backend, log};
 
@@ -98,6 +98,30 @@ pub fn force_unlock<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo
         }
     }
     Err(contention(path))
+}
+
+/// Every lock under `prefix`: the lock objects among the store's own listing.
+pub fn list_locks<B: Backend>(store: &B, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+    let mut locks = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list(prefix, cursor.as_deref())?;
+        for lock_object in page.paths.iter().filter(|p| p.ends_with(LOCK_SUFFIX)) {
+            let path = &lock_object[..lock_object.len() - LOCK_SUFFIX.len()];
+            match store.read(lock_object) {
+                Ok(current) => locks.push((
+                    path.to_string(),
+                    LockInfo::from_json(&current.data, lock_object)?,
+                )),
+                Err(Error::NotFound) => {} // released meanwhile
+                Err(e) => return Err(e),
+            }
+        }
+        match page.next_cursor {
+            Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+            _ => return Ok(locks),
+        }
+    }
 }
 
 fn contention(path: &str) -> Error {

@@ -128,4 +128,12 @@ impl Backend for Memory {
     fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
         Ok(self.locks.borrow_mut().remove(path))
     }
+
+    fn list_locks(&self, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+        let locks = self.locks.borrow();
+        let held = locks.iter().filter(|(path, _)| path.starts_with(prefix));
+        Ok(held
+            .map(|(path, lock)| (path.clone(), lock.clone()))
+            .collect())
+    }
 }

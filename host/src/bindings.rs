@@ -58,23 +58,7 @@ impl stateplug::backend::host::Host for StoreState {
     }
 }
 
-/// Field-for-field conversions, both ways, between two records with the same fields.
-macro_rules! same_fields {
-    ($a:ty, $b:ty, { $($field:ident),* $(,)? }) => {
-        impl From<$a> for $b {
-            fn from(x: $a) -> Self {
-                Self { $($field: x.$field),* }
-            }
-        }
-        impl From<$b> for $a {
-            fn from(x: $b) -> Self {
-                Self { $($field: x.$field),* }
-            }
-        }
-    };
-}
-
-same_fields!(wit::LockInfo, LockInfo, { id, operation, info, who, version, created, path, expires });
+stateplug_sdk::__same_fields!(wit::LockInfo, LockInfo, { id, operation, info, who, version, created, path, expires });
 
 impl From<Precondition> for wit::Precondition {
     fn from(p: Precondition) -> Self {

@@ -316,44 +316,38 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user, password))
 }
 
-async fn api_workspaces(State(shared): State<Arc<ServerState>>) -> Response {
-    match shared.state.workspaces().await {
-        Ok(list) => json(StatusCode::OK, &list),
+/// 200 with the value as JSON, or the error's answer.
+fn json_or_error(result: Result<impl serde::Serialize, Error>) -> Response {
+    match result {
+        Ok(value) => json(StatusCode::OK, &value),
         Err(e) => error_response(e),
     }
 }
 
+async fn api_workspaces(State(shared): State<Arc<ServerState>>) -> Response {
+    json_or_error(shared.state.workspaces().await)
+}
+
 async fn api_locks(State(shared): State<Arc<ServerState>>) -> Response {
-    match shared.state.locks().await {
-        Ok(locks) => {
-            let list: Vec<_> = locks
-                .into_iter()
-                .map(
-                    |(workspace, lock)| serde_json::json!({ "workspace": workspace, "lock": lock }),
-                )
-                .collect();
-            json(StatusCode::OK, &list)
-        }
-        Err(e) => error_response(e),
-    }
+    let locks = shared.state.locks().await.map(|locks| {
+        locks
+            .into_iter()
+            .map(|(workspace, lock)| serde_json::json!({ "workspace": workspace, "lock": lock }))
+            .collect::<Vec<_>>()
+    });
+    json_or_error(locks)
 }
 
 async fn api_history(
     State(shared): State<Arc<ServerState>>,
     Path(workspace): Path<String>,
 ) -> Response {
-    match shared.state.history(&workspace).await {
-        Ok(entries) => json(StatusCode::OK, &entries),
-        Err(e) => error_response(e),
-    }
+    json_or_error(shared.state.history(&workspace).await)
 }
 
 async fn api_broken_locks(
     State(shared): State<Arc<ServerState>>,
     Path(workspace): Path<String>,
 ) -> Response {
-    match shared.state.broken_locks(&workspace).await {
-        Ok(records) => json(StatusCode::OK, &records),
-        Err(e) => error_response(e),
-    }
+    json_or_error(shared.state.broken_locks(&workspace).await)
 }

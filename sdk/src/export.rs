@@ -160,20 +160,4 @@ impl From<types::ConfigField> for wit::ConfigField {
     }
 }
 
-/// Field-for-field conversions, both ways, between two records with the same fields.
-macro_rules! same_fields {
-    ($a:ty, $b:ty, { $($field:ident),* $(,)? }) => {
-        impl From<$a> for $b {
-            fn from(x: $a) -> Self {
-                Self { $($field: x.$field),* }
-            }
-        }
-        impl From<$b> for $a {
-            fn from(x: $b) -> Self {
-                Self { $($field: x.$field),* }
-            }
-        }
-    };
-}
-
-same_fields!(wit::LockInfo, types::LockInfo, { id, operation, info, who, version, created, path, expires });
+crate::__same_fields!(wit::LockInfo, types::LockInfo, { id, operation, info, who, version, created, path, expires });

@@ -203,6 +203,25 @@ macro_rules! export_backend {
     };
 }
 
+/// Field-for-field conversions, both ways, between two records with the same fields (the
+/// SDK's and the host's types and the generated bindings).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __same_fields {
+    ($a:ty, $b:ty, { $($field:ident),* $(,)? }) => {
+        impl From<$a> for $b {
+            fn from(x: $a) -> Self {
+                Self { $($field: x.$field),* }
+            }
+        }
+        impl From<$b> for $a {
+            fn from(x: $b) -> Self {
+                Self { $($field: x.$field),* }
+            }
+        }
+    };
+}
+
 #[doc(hidden)]
 #[cfg(target_arch = "wasm32")]
 pub mod __private {

@@ -305,3 +305,51 @@ fn a_lock_past_its_ttl_can_be_taken_over() {
     let locks: serde_json::Value = serde_json::from_slice(&locks.stdout).unwrap();
     assert_eq!(locks[0]["lock"]["Who"], "next");
 }
+
+#[test]
+fn plugins_check_certifies_a_good_plugin_and_fails_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for plugin in ["memory", "local"] {
+        let checked = stateplug(dir.path(), &["plugins", "check", plugin], None);
+        let report = String::from_utf8(checked.stdout.clone()).unwrap();
+        assert!(
+            checked.status.success(),
+            "{plugin}: {report}{}",
+            stderr(&checked)
+        );
+        assert!(
+            report.contains("ok      cas-race-no-lost-update"),
+            "{report}"
+        );
+        assert!(
+            report
+                .lines()
+                .last()
+                .unwrap()
+                .ends_with(" passed, 0 failed"),
+            "{report}"
+        );
+    }
+    let hostile = std::path::Path::new(env!("STATEPLUG_TEST_PLUGIN_DIR")).join("hostile.wasm");
+    let hostile = hostile.to_str().unwrap();
+    let checked = stateplug(
+        dir.path(),
+        &["plugins", "check", hostile, "-c", "attack=panic", "--json"],
+        None,
+    );
+    assert_eq!(checked.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    let failed: Vec<&str> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["passed"] == false)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"round-trip-empty"), "{failed:?}");
+    assert!(
+        stderr(&checked).contains("hostile does not conform"),
+        "{}",
+        stderr(&checked)
+    );
+}

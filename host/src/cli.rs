@@ -155,6 +155,10 @@ enum PluginsCommand {
     List,
     /// Describe a plugin: a .wasm file or a built-in name.
     Inspect { plugin: String },
+    /// Run the conformance suite against a plugin (a .wasm file or a built-in name); each case
+    /// gets a fresh store with an empty directory granted at /data. Plugin settings: -c.
+    /// Exits 0 only when every case passes.
+    Check { plugin: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +212,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Plugins(PluginsCommand::List) => plugins_list(&runtime, json).await,
         Command::Plugins(PluginsCommand::Inspect { plugin }) => {
             plugins_inspect(&runtime, &plugin, json).await
+        }
+        Command::Plugins(PluginsCommand::Check { plugin }) => {
+            let overrides = Overrides {
+                plugin: Some(plugin),
+                ..overrides.clone()
+            };
+            plugins_check(&runtime, &Config::load(&overrides, std::env::vars())?, json).await
         }
         Command::Config(ConfigCommand::Show) => config_show(&runtime, &load()?).await,
         Command::Serve { .. } => serve(&runtime, load()?).await,
@@ -497,6 +508,57 @@ async fn plugins_inspect(runtime: &Runtime, plugin: &str, json: bool) -> anyhow:
     print_plugin(&plugin)?;
     println!("  sha256: {}", plugin.sha256());
     println!("  imports: {}", plugin.imports().join(", "));
+    Ok(())
+}
+
+async fn plugins_check(runtime: &Runtime, config: &Config, json: bool) -> anyhow::Result<()> {
+    let plugin = match &config.backend.plugin {
+        PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await?,
+        PluginRef::File(path) => Plugin::from_file(runtime, path).await?,
+    };
+    config.backend.check_plugin_config(plugin.metadata())?;
+    let scratch = tempfile::tempdir().context("creating scratch directories")?;
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let report = stateplug::conformance::run(|| {
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut grants = config.backend.grants.clone();
+        grants.dirs = vec![stateplug::DirGrant::read_write(
+            scratch.path().join(case.to_string()),
+        )];
+        plugin.open(config.backend.plugin_config.clone(), grants)
+    })
+    .await;
+    if json {
+        print_json(&report)?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "conformance of {} {} ({})",
+            plugin.name(),
+            plugin.metadata().version,
+            plugin.source()
+        )?;
+        for result in &report.results {
+            match &result.failure {
+                None => writeln!(out, "ok      {} ({} ms)", result.name, result.millis)?,
+                Some(why) => writeln!(out, "FAILED  {}: {why}", result.name)?,
+            }
+        }
+        let failed = report.failures().len();
+        writeln!(
+            out,
+            "{} passed, {failed} failed",
+            report.results.len() - failed
+        )?;
+    }
+    if !report.passed() {
+        bail!(
+            "{} does not conform: {}",
+            plugin.name(),
+            report.failures().join("; ")
+        );
+    }
     Ok(())
 }
 

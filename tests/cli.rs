@@ -353,3 +353,28 @@ fn plugins_check_certifies_a_good_plugin_and_fails_a_bad_one() {
         stderr(&checked)
     );
 }
+
+#[test]
+fn a_pinned_plugin_digest_refuses_any_other_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let listed = stateplug(dir.path(), &["plugins", "list", "--json"], None);
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let digest = list[0]["sha256"].as_str().unwrap().to_string();
+    let config = |pin: &str| format!("[backends.m]\nplugin = \"memory\"\nsha256 = \"{pin}\"\n");
+
+    std::fs::write(dir.path().join("stateplug.toml"), config(&digest)).unwrap();
+    let pinned = stateplug(dir.path(), &["lock", "list"], None);
+    assert!(pinned.status.success(), "{}", stderr(&pinned));
+
+    let wrong = "0".repeat(64);
+    std::fs::write(dir.path().join("stateplug.toml"), config(&wrong)).unwrap();
+    let refused = stateplug(dir.path(), &["lock", "list"], None);
+    assert_eq!(refused.status.code(), Some(1));
+    let message = stderr(&refused);
+    assert!(
+        message.contains(&format!(
+            "its SHA-256 is {digest}, but backend `m` pins {wrong}"
+        )),
+        "{message}"
+    );
+}

@@ -512,10 +512,7 @@ async fn plugins_inspect(runtime: &Runtime, plugin: &str, json: bool) -> anyhow:
 }
 
 async fn plugins_check(runtime: &Runtime, config: &Config, json: bool) -> anyhow::Result<()> {
-    let plugin = match &config.backend.plugin {
-        PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await?,
-        PluginRef::File(path) => Plugin::from_file(runtime, path).await?,
-    };
+    let plugin = config.backend.load_plugin(runtime).await?;
     config.backend.check_plugin_config(plugin.metadata())?;
     let scratch = tempfile::tempdir().context("creating scratch directories")?;
     let cases = std::sync::atomic::AtomicUsize::new(0);
@@ -614,10 +611,7 @@ fn print_plugin(plugin: &Plugin) -> anyhow::Result<()> {
 }
 
 async fn config_show(runtime: &Runtime, config: &Config) -> anyhow::Result<()> {
-    let metadata = match &config.backend.plugin {
-        PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await.ok(),
-        PluginRef::File(path) => Plugin::from_file(runtime, path).await.ok(),
-    };
+    let metadata = config.backend.load_plugin(runtime).await.ok();
     if let Some(file) = &config.file {
         println!("# from {}", file.display());
     }

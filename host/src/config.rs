@@ -46,7 +46,9 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_BODY_LIMIT: usize = 256 << 20;
 
 /// Backend keys that configure the host rather than the plugin.
-const HOST_KEYS: &[&str] = &["plugin", "dirs", "memory", "timeout", "history", "lock_ttl"];
+const HOST_KEYS: &[&str] = &[
+    "plugin", "dirs", "memory", "timeout", "history", "lock_ttl", "sha256", "env",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +99,8 @@ pub struct BackendConfig {
     pub grants: Grants,
     /// State-layer options.
     pub state: StateOptions,
+    /// When set, only a plugin binary with this SHA-256 (hex) is accepted.
+    pub sha256: Option<String>,
 }
 
 /// The server's resolved settings.
@@ -232,7 +236,7 @@ impl Config {
                 .cloned()
                 .unwrap_or_else(|| table_dir.clone())
         };
-        let backend = resolve_backend(&name, &table, &dir_of)?;
+        let backend = resolve_backend(&name, &table, &dir_of, &env)?;
         let server = resolve_server(&parsed.server, overrides, &env)?;
         Ok(Config {
             file,
@@ -278,6 +282,7 @@ fn resolve_backend(
     name: &str,
     table: &toml::Table,
     dir_of: &dyn Fn(&str) -> PathBuf,
+    env: &BTreeMap<String, String>,
 ) -> Result<BackendConfig> {
     let context = |e: Error| invalid(format!("backend `{name}`: {e}"));
     let plugin = match table.get("plugin") {
@@ -323,17 +328,45 @@ fn resolve_backend(
     if let Some(ttl) = table.get("lock_ttl") {
         state.lock_ttl = Some(parse_duration("lock_ttl", ttl).map_err(context)?);
     }
-    let plugin_config = table
+    let mut plugin_config = table
         .iter()
         .filter(|(key, _)| !HOST_KEYS.contains(&key.as_str()))
         .map(|(key, value)| Ok((key.clone(), value_text(key, value).map_err(context)?)))
         .collect::<Result<Vec<_>>>()?;
+    // `env = { secret_key = "AWS_SECRET_ACCESS_KEY" }`: plugin keys the operator allows to be
+    // filled from the host's environment; nothing else of it reaches a plugin.
+    if let Some(grants) = table.get("env") {
+        let grants = grants.as_table().ok_or_else(|| {
+            invalid(format!(
+                "backend `{name}`: `env` must be a table of plugin key = \"HOST_VARIABLE\""
+            ))
+        })?;
+        for (key, var) in grants {
+            let var = value_text(key, var).map_err(context)?;
+            let value = env.get(&var).ok_or_else(|| {
+                invalid(format!(
+                    "backend `{name}`: `env.{key}` names the variable {var}, which is not set"
+                ))
+            })?;
+            plugin_config.retain(|(k, _)| k != key);
+            plugin_config.push((key.clone(), value.clone()));
+        }
+    }
+    let sha256 = match table.get("sha256") {
+        Some(value) => Some(
+            value_text("sha256", value)
+                .map_err(context)?
+                .to_ascii_lowercase(),
+        ),
+        None => None,
+    };
     Ok(BackendConfig {
         name: name.to_string(),
         plugin,
         plugin_config,
         grants,
         state,
+        sha256,
     })
 }
 
@@ -493,14 +526,31 @@ impl BackendConfig {
     /// Loads the plugin, checks the plugin configuration against its `describe()` (unknown
     /// and missing keys are refused by name), and opens the backend.
     pub async fn open(&self, runtime: &Runtime) -> Result<crate::Backend> {
-        let plugin = match &self.plugin {
-            PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await?,
-            PluginRef::File(path) => Plugin::from_file(runtime, path).await?,
-        };
+        let plugin = self.load_plugin(runtime).await?;
         self.check_plugin_config(plugin.metadata())?;
         plugin
             .open(self.plugin_config.clone(), self.grants.clone())
             .await
+    }
+
+    /// Loads the plugin, refusing any binary other than the pinned one when `sha256` is set.
+    pub async fn load_plugin(&self, runtime: &Runtime) -> Result<Plugin> {
+        let plugin = match &self.plugin {
+            PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await?,
+            PluginRef::File(path) => Plugin::from_file(runtime, path).await?,
+        };
+        match &self.sha256 {
+            Some(pinned) if pinned != plugin.sha256() => Err(Error::Load {
+                source_name: plugin.source().to_string(),
+                reason: format!(
+                    "its SHA-256 is {}, but backend `{}` pins {pinned}; install the pinned \
+                     build or update `sha256`",
+                    plugin.sha256(),
+                    self.name
+                ),
+            }),
+            _ => Ok(plugin),
+        }
     }
 
     /// Refuses configuration the plugin does not understand, naming the key.
@@ -658,6 +708,29 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn env_grants_fill_plugin_keys_from_named_variables_only() {
+        let file = "[backends.s]\nplugin = \"memory\"\nsha256 = \"ABC\"\nenv = { page_size = \"PAGES\" }\n";
+        let config = load(
+            Some(file),
+            &[("PAGES", "7"), ("OTHER", "x")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            config.backend.plugin_config,
+            [("page_size".to_string(), "7".to_string())]
+        );
+        assert_eq!(config.backend.sha256.as_deref(), Some("abc"));
+        let missing = load(Some(file), &[], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("`env.page_size` names the variable PAGES, which is not set"),
+            "{missing}"
+        );
     }
 
     #[test]

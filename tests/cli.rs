@@ -43,7 +43,7 @@ fn plugins_list_describes_the_builtins() {
         .iter()
         .map(|p| p["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["memory", "local"]);
+    assert_eq!(names, ["local", "memory"]);
     assert_eq!(list[1]["sha256"].as_str().unwrap().len(), 64);
     assert!(
         !dir.path().join(".stateplug").exists(),
@@ -63,7 +63,7 @@ fn push_then_pull_round_trips_on_the_default_backend() {
     assert!(pulled.status.success(), "{}", stderr(&pulled));
     assert_eq!(pulled.stdout, state);
     // Stored where the default says, readable without stateplug.
-    let on_disk = std::fs::read(dir.path().join(".stateplug/dev/terraform.tfstate")).unwrap();
+    let on_disk = std::fs::read(dir.path().join(".stateplug/state/dev/terraform.tfstate")).unwrap();
     assert_eq!(on_disk, state);
 
     let from_stdin = stateplug(dir.path(), &["state", "push", "default", "-"], Some(b"{}"));
@@ -118,7 +118,7 @@ fn bad_input_is_refused_and_nothing_changes() {
         (
             &["--plugin", "nope", "state", "pull"],
             b"",
-            "there is no built-in plugin of that name",
+            "there is no plugin of that name; available: local, memory",
         ),
         (
             &["--plugin", "memory", "-c", "colour=red", "state", "pull"],
@@ -359,7 +359,13 @@ fn a_pinned_plugin_digest_refuses_any_other_binary() {
     let dir = tempfile::tempdir().unwrap();
     let listed = stateplug(dir.path(), &["plugins", "list", "--json"], None);
     let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let digest = list[0]["sha256"].as_str().unwrap().to_string();
+    let memory = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "memory")
+        .unwrap();
+    let digest = memory["sha256"].as_str().unwrap().to_string();
     let config = |pin: &str| format!("[backends.m]\nplugin = \"memory\"\nsha256 = \"{pin}\"\n");
 
     std::fs::write(dir.path().join("stateplug.toml"), config(&digest)).unwrap();
@@ -376,5 +382,55 @@ fn a_pinned_plugin_digest_refuses_any_other_binary() {
             "its SHA-256 is {digest}, but backend `m` pins {wrong}"
         )),
         "{message}"
+    );
+}
+
+#[test]
+fn dropped_in_plugins_are_found_by_name_and_bad_ones_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join(".stateplug/plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let hostile = std::path::Path::new(env!("STATEPLUG_TEST_PLUGIN_DIR")).join("hostile.wasm");
+    std::fs::copy(&hostile, plugins.join("a-hostile.wasm")).unwrap();
+    std::fs::copy(&hostile, plugins.join("b-same-name.wasm")).unwrap();
+    std::fs::write(plugins.join("broken.wasm"), b"not wasm at all").unwrap();
+    std::fs::write(plugins.join("notes.txt"), b"ignored").unwrap();
+
+    let listed = stateplug(dir.path(), &["plugins", "list", "--json"], None);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let found = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hostile")
+        .expect("hostile found");
+    assert!(found["path"].as_str().unwrap().ends_with("a-hostile.wasm"));
+    assert_eq!(found["sha256"].as_str().unwrap().len(), 64);
+    let warnings = stderr(&listed);
+    assert!(
+        warnings.contains("broken.wasm: cannot load plugin")
+            && warnings.contains("not a WebAssembly component"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("b-same-name.wasm: its name `hostile` is taken by")
+            && warnings.contains("a-hostile.wasm"),
+        "{warnings}"
+    );
+
+    // Usable by its describe() name, like a built-in.
+    let used = stateplug(
+        dir.path(),
+        &["--plugin", "hostile", "-c", "attack=loop", "lock", "list"],
+        None,
+    );
+    assert!(used.status.success(), "{}", stderr(&used));
+    let unknown = stateplug(dir.path(), &["--plugin", "nothing", "lock", "list"], None);
+    assert!(
+        stderr(&unknown)
+            .contains("there is no plugin of that name; available: hostile, local, memory"),
+        "{}",
+        stderr(&unknown)
     );
 }

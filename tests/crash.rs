@@ -30,9 +30,9 @@ fn killed_writers_never_leave_a_torn_state() {
     let documents = [document('a'), document('b')];
     std::fs::write(dir.path().join("a.json"), &documents[0]).unwrap();
     std::fs::write(dir.path().join("b.json"), &documents[1]).unwrap();
-    let state = dir.path().join(".stateplug/ws/terraform.tfstate");
-    let temp_dir = dir.path().join(".stateplug/.stateplug-local/tmp");
-    let guard_dir = dir.path().join(".stateplug/.stateplug-local/guards");
+    let state = dir.path().join(".stateplug/state/ws/terraform.tfstate");
+    let temp_dir = dir.path().join(".stateplug/state/.stateplug-local/tmp");
+    let guard_dir = dir.path().join(".stateplug/state/.stateplug-local/guards");
 
     // How long an undisturbed push over an existing state takes, to spread the kills over
     // its whole run.

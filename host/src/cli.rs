@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use stateplug::catalog::Catalog;
 use stateplug::config::{Config, Overrides, PluginRef};
 use stateplug::server::{self, ServerState};
 use stateplug::state::{StateStore, WriteOptions};
@@ -209,7 +210,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let load = || Config::load(&overrides, std::env::vars());
     match args.command {
-        Command::Plugins(PluginsCommand::List) => plugins_list(&runtime, json).await,
+        Command::Plugins(PluginsCommand::List) => plugins_list(&runtime, &load()?, json).await,
         Command::Plugins(PluginsCommand::Inspect { plugin }) => {
             plugins_inspect(&runtime, &plugin, json).await
         }
@@ -273,7 +274,7 @@ async fn serve(runtime: &Runtime, config: Config) -> anyhow::Result<()> {
          }}\n  }}\n",
         config.backend.name,
         match &config.backend.plugin {
-            PluginRef::BuiltIn(name) => name.clone(),
+            PluginRef::Named(name) => name.clone(),
             PluginRef::File(path) => path.display().to_string(),
         }
     );
@@ -481,16 +482,20 @@ async fn lock(store: &StateStore, command: LockCommand, json: bool) -> anyhow::R
     }
 }
 
-async fn plugins_list(runtime: &Runtime, json: bool) -> anyhow::Result<()> {
-    let mut plugins = Vec::new();
-    for name in builtin::names() {
-        plugins.push(Plugin::builtin(runtime, name).await?);
+async fn plugins_list(runtime: &Runtime, config: &Config, json: bool) -> anyhow::Result<()> {
+    let catalog = Catalog::discover(runtime, &config.backend.plugin_dirs).await?;
+    for refused in &catalog.refused {
+        eprintln!(
+            "warning: refused plugin {}: {}",
+            refused.path.display(),
+            refused.reason
+        );
     }
     if json {
-        let list: Vec<_> = plugins.iter().map(plugin_json).collect();
+        let list: Vec<_> = catalog.plugins().map(plugin_json).collect();
         return print_json(&list);
     }
-    for plugin in &plugins {
+    for plugin in catalog.plugins() {
         print_plugin(plugin)?;
     }
     Ok(())

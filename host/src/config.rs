@@ -39,7 +39,11 @@ pub const CONFIG_FILE: &str = "stateplug.toml";
 pub const DEFAULT_GUEST_DIR: &str = "/data";
 /// Name and data directory of the backend used when there is no configuration at all.
 pub const IMPLICIT_BACKEND: &str = "local";
-const IMPLICIT_DIR: &str = "./.stateplug";
+const IMPLICIT_DIR: &str = "./.stateplug/state";
+/// Drop-in plugins, looked for here and in `$XDG_DATA_HOME/stateplug/plugins` unless the
+/// config file names `plugin_dir`. Not inside the default data directory, so no plugin granted
+/// that directory can plant a plugin.
+const DEFAULT_PLUGIN_DIR: &str = "./.stateplug/plugins";
 /// Default address of `stateplug serve`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default cap on a request body.
@@ -54,6 +58,7 @@ const HOST_KEYS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     default: Option<String>,
+    plugin_dir: Option<toml::Value>,
     #[serde(default)]
     backends: BTreeMap<String, toml::Table>,
     #[serde(default)]
@@ -80,8 +85,8 @@ struct UserFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum PluginRef {
-    /// A built-in plugin's name.
-    BuiltIn(String),
+    /// A plugin's name: a built-in, or one found in the plugin directories.
+    Named(String),
     /// A `.wasm` file.
     File(PathBuf),
 }
@@ -101,6 +106,8 @@ pub struct BackendConfig {
     pub state: StateOptions,
     /// When set, only a plugin binary with this SHA-256 (hex) is accepted.
     pub sha256: Option<String>,
+    /// Where plugins named by `plugin` are looked for (after the built-ins).
+    pub plugin_dirs: Vec<PathBuf>,
 }
 
 /// The server's resolved settings.
@@ -236,7 +243,11 @@ impl Config {
                 .cloned()
                 .unwrap_or_else(|| table_dir.clone())
         };
-        let backend = resolve_backend(&name, &table, &dir_of, &env)?;
+        let mut backend = resolve_backend(&name, &table, &dir_of, &env)?;
+        backend.plugin_dirs = match &parsed.plugin_dir {
+            Some(value) => parse_plugin_dirs(value, &base_dir)?,
+            None => default_plugin_dirs(&env),
+        };
         let server = resolve_server(&parsed.server, overrides, &env)?;
         Ok(Config {
             file,
@@ -244,6 +255,30 @@ impl Config {
             server,
         })
     }
+}
+
+fn parse_plugin_dirs(value: &toml::Value, base: &Path) -> Result<Vec<PathBuf>> {
+    let list = match value {
+        toml::Value::String(dir) => vec![dir.as_str()],
+        toml::Value::Array(items) => items.iter().filter_map(|v| v.as_str()).collect(),
+        other => {
+            return Err(invalid(format!(
+                "`plugin_dir` must be a path or a list of paths, not {}",
+                other.type_str()
+            )));
+        }
+    };
+    Ok(list.into_iter().map(|dir| base.join(dir)).collect())
+}
+
+fn default_plugin_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let data_home = env.get("XDG_DATA_HOME").map(PathBuf::from).or_else(|| {
+        env.get("HOME")
+            .map(|home| Path::new(home).join(".local/share"))
+    });
+    let mut dirs = vec![PathBuf::from(DEFAULT_PLUGIN_DIR)];
+    dirs.extend(data_home.map(|d| d.join("stateplug/plugins")));
+    dirs
 }
 
 /// `--plugin ./x/my-store.wasm` names the backend `my-store`.
@@ -289,7 +324,8 @@ fn resolve_backend(
         Some(value) => value_text("plugin", value).map_err(context)?,
         None => {
             return Err(invalid(format!(
-                "backend `{name}` has no `plugin`: name a built-in ({}) or a .wasm file",
+                "backend `{name}` has no `plugin`: name a built-in ({}), a plugin in the plugin \
+                 directory, or a .wasm file",
                 crate::builtin::names().join(", ")
             )));
         }
@@ -297,7 +333,7 @@ fn resolve_backend(
     let plugin = if plugin.ends_with(".wasm") || plugin.contains('/') {
         PluginRef::File(dir_of("plugin").join(plugin))
     } else {
-        PluginRef::BuiltIn(plugin)
+        PluginRef::Named(plugin)
     };
     let mut grants = Grants {
         memory: DEFAULT_MEMORY,
@@ -367,6 +403,7 @@ fn resolve_backend(
         grants,
         state,
         sha256,
+        plugin_dirs: Vec::new(),
     })
 }
 
@@ -536,7 +573,12 @@ impl BackendConfig {
     /// Loads the plugin, refusing any binary other than the pinned one when `sha256` is set.
     pub async fn load_plugin(&self, runtime: &Runtime) -> Result<Plugin> {
         let plugin = match &self.plugin {
-            PluginRef::BuiltIn(name) => Plugin::builtin(runtime, name).await?,
+            PluginRef::Named(name) if crate::builtin::names().contains(&name.as_str()) => {
+                Plugin::builtin(runtime, name).await?
+            }
+            PluginRef::Named(name) => crate::catalog::Catalog::discover(runtime, &self.plugin_dirs)
+                .await?
+                .get(name)?,
             PluginRef::File(path) => Plugin::from_file(runtime, path).await?,
         };
         match &self.sha256 {
@@ -574,7 +616,7 @@ impl BackendConfig {
         };
         let mut table = toml::Table::new();
         let plugin = match &self.plugin {
-            PluginRef::BuiltIn(name) => name.clone(),
+            PluginRef::Named(name) => name.clone(),
             PluginRef::File(path) => path.display().to_string(),
         };
         table.insert("plugin".into(), plugin.into());
@@ -645,9 +687,13 @@ mod tests {
     fn no_configuration_means_local_in_dot_stateplug() {
         let config = load(None, &[], Overrides::default()).unwrap();
         assert_eq!(config.backend.name, "local");
-        assert_eq!(config.backend.plugin, PluginRef::BuiltIn("local".into()));
+        assert_eq!(config.backend.plugin, PluginRef::Named("local".into()));
         assert_eq!(config.backend.grants.dirs[0].guest, "/data");
-        assert!(config.backend.grants.dirs[0].host.ends_with(".stateplug"));
+        assert!(
+            config.backend.grants.dirs[0]
+                .host
+                .ends_with(".stateplug/state")
+        );
         assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
     }
 

@@ -18,6 +18,7 @@
 mod backend;
 mod bindings;
 pub mod builtin;
+pub mod catalog;
 pub mod config;
 pub mod conformance;
 mod engine;

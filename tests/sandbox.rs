@@ -240,3 +240,87 @@ async fn file_modes_cannot_be_changed_outside_the_grant() {
     }
     assert_eq!(mode(&escape.secret), before, "the secret's mode changed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_gib_answer_is_stopped_by_the_memory_cap() {
+    let error = attack(hostile("huge", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("memory cap of 256 MiB"),
+        "{error}"
+    );
+}
+
+/// Collects what the host logs, to count it.
+#[derive(Clone, Default)]
+struct LogSink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_log_flood_is_cut_to_the_budget() {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let backend = hostile("log-flood", "", Grants::default()).await;
+    // 100,000 messages of 12 KB each: the call completes, and the host keeps 1000 of 4 KiB.
+    assert!(backend.read("x").await.unwrap_err().is_not_found());
+    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logged
+        .lines()
+        .filter(|l| l.contains("flood flood"))
+        .collect();
+    assert_eq!(lines.len(), 1000, "messages kept");
+    assert!(
+        lines.iter().all(|l| l.len() < 4096 + 200),
+        "a message was not truncated"
+    );
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains("log budget of this call used up")
+    );
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_traps_on_every_call_leaks_nothing() {
+    let backend = hostile("panic", "", Grants::default()).await;
+    for _ in 0..1_000 {
+        assert!(matches!(
+            backend.read("x").await,
+            Err(Error::Crashed { .. })
+        ));
+    }
+    let before = resident_bytes();
+    for _ in 0..10_000 {
+        assert!(matches!(
+            backend.read("x").await,
+            Err(Error::Crashed { .. })
+        ));
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(
+        grown < 32 << 20,
+        "host RSS grew by {} MiB over 10,000 crashes",
+        grown >> 20
+    );
+}

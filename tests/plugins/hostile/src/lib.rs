@@ -23,7 +23,7 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | read-file | chmod | env",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env",
                 ),
                 ConfigField::optional("target", "file the read-file and chmod attacks aim at")
                     .default_value(""),
@@ -56,6 +56,18 @@ impl Backend for Hostile {
                 version: recurse(1).to_string(),
             }),
             "panic" => panic!("hostile plugin panics on purpose"),
+            // Answers with a 1 GiB object: it has to exist in linear memory first.
+            "huge" => Ok(Object {
+                data: vec![7u8; 1 << 30],
+                version: "huge".into(),
+            }),
+            "log-flood" => {
+                let line = "flood ".repeat(2000);
+                for _ in 0..100_000 {
+                    stateplug_sdk::log::error(&line);
+                }
+                Err(Error::NotFound)
+            }
             "read-file" => std::fs::read(&self.target)
                 .map(|data| Object {
                     data,

@@ -103,3 +103,39 @@ async fn files_that_are_not_plugins_are_refused_with_the_reason() {
         "{unknown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_for_another_contract_is_refused_before_compiling() {
+    let wasm = std::fs::read(common::test_plugin_path("hostile")).unwrap();
+    let contract = stateplug::CONTRACT_VERSION.as_bytes();
+    let section = wasmparser::Parser::new(0)
+        .parse_all(&wasm)
+        .find_map(|payload| match payload {
+            Ok(wasmparser::Payload::CustomSection(s))
+                if s.name() == stateplug_sdk::CONTRACT_SECTION =>
+            {
+                Some(s.data().to_vec())
+            }
+            _ => None,
+        });
+    assert_eq!(
+        section.as_deref(),
+        Some(contract),
+        "the SDK embeds the contract section"
+    );
+    // The same plugin, claiming a contract from the future everywhere it names one.
+    let mut future = Vec::with_capacity(wasm.len());
+    let mut rest = &wasm[..];
+    while let Some(at) = rest.windows(contract.len()).position(|w| w == contract) {
+        future.extend_from_slice(&rest[..at]);
+        future.extend_from_slice(b"stateplug:backend@9.9.9");
+        rest = &rest[at + contract.len()..];
+    }
+    future.extend_from_slice(rest);
+    let source = PluginSource::File("future.wasm".into());
+    let error = Plugin::from_bytes(common::runtime(), &future, source)
+        .await
+        .unwrap_err();
+    let expected = "cannot load plugin future.wasm: built for stateplug:backend@9.9.9, this host supports stateplug:backend@0.1.0";
+    assert_eq!(error.to_string(), expected);
+}

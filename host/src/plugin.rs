@@ -111,6 +111,14 @@ impl Plugin {
             }
             _ => return Err(load_error("it is not a WebAssembly component".into())),
         }
+        // Checked before compiling, which takes seconds for a big plugin.
+        if let Some(contract) = embedded_contract(wasm)
+            && contract != CONTRACT_VERSION
+        {
+            return Err(load_error(format!(
+                "built for {contract}, this host supports {CONTRACT_VERSION}"
+            )));
+        }
         let sha256 = hex::encode(Sha256::digest(wasm));
         // Compilation is CPU-bound (seconds for big plugins in debug builds): keep it off the
         // async workers.
@@ -210,6 +218,21 @@ impl fmt::Debug for Plugin {
             .field("sha256", &self.sha256())
             .finish()
     }
+}
+
+/// The contract a plugin built with the SDK declares in its custom section (searched in the
+/// component's nested modules too).
+fn embedded_contract(wasm: &[u8]) -> Option<String> {
+    wasmparser::Parser::new(0)
+        .parse_all(wasm)
+        .find_map(|payload| match payload {
+            Ok(wasmparser::Payload::CustomSection(section))
+                if section.name() == stateplug_sdk::CONTRACT_SECTION =>
+            {
+                Some(String::from_utf8_lossy(section.data()).into_owned())
+            }
+            _ => None,
+        })
 }
 
 /// Calls `describe()` in a throwaway instance with no grants and small limits.

@@ -105,8 +105,8 @@ mod types;
 mod export;
 
 pub use types::{
-    CONTRACT_VERSION, Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition,
-    Result,
+    CONTRACT_SECTION, CONTRACT_SECTION_BYTES, CONTRACT_VERSION, Config, ConfigField, Error,
+    LockInfo, Metadata, Object, Page, Precondition, Result,
 };
 
 /// A storage backend. Implement the five storage methods; `exists` and the lock methods have
@@ -200,6 +200,12 @@ macro_rules! export_backend {
                 __StateplugPlugin with_types_in $crate::__private::bindings
             );
         };
+        // The contract version, readable by the host without compiling the plugin.
+        #[cfg(target_arch = "wasm32")]
+        #[unsafe(link_section = "stateplug:contract")]
+        #[used]
+        static __STATEPLUG_CONTRACT: [u8; $crate::CONTRACT_SECTION_BYTES.len()] =
+            $crate::CONTRACT_SECTION_BYTES;
     };
 }
 

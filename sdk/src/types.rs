@@ -9,6 +9,23 @@ use serde::{Deserialize, Serialize};
 /// The contract this SDK implements; the host refuses plugins built for one it does not support.
 pub const CONTRACT_VERSION: &str = "stateplug:backend@0.1.0";
 
+/// Name of the custom section in which a plugin carries [`CONTRACT_VERSION`], so the host can
+/// refuse a plugin for another contract before compiling it.
+pub const CONTRACT_SECTION: &str = "stateplug:contract";
+
+/// [`CONTRACT_VERSION`] as the bytes of that section.
+#[doc(hidden)]
+pub const CONTRACT_SECTION_BYTES: [u8; CONTRACT_VERSION.len()] = {
+    let mut bytes = [0u8; CONTRACT_VERSION.len()];
+    let source = CONTRACT_VERSION.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        bytes[i] = source[i];
+        i += 1;
+    }
+    bytes
+};
+
 /// Result of every backend operation.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -324,3 +324,41 @@ async fn a_plugin_that_traps_on_every_call_leaks_nothing() {
         grown >> 20
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_token_that_never_changes_loses_no_update() {
+    use stateplug::state::{StateStore, WriteOptions};
+    let backend = hostile("stuck-version", "", Grants::default()).await;
+    let store = StateStore::new(backend, Default::default());
+    let state = |serial: u64, by: &str| {
+        format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"L\",\"by\":\"{by}\"}}")
+            .into_bytes()
+    };
+    store
+        .put("ws", state(1, "first"), &WriteOptions::default())
+        .await
+        .unwrap();
+    // 16 writers each move serial 1 to 2 with their own content; the plugin's CAS would let
+    // them all through, the state layer must not.
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            let data = state(2, &format!("writer-{i}"));
+            tokio::spawn(async move { store.put("ws", data, &WriteOptions::default()).await })
+        })
+        .collect();
+    let mut stored = 0;
+    for writer in writers {
+        match writer.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(Error::Rejected { reason, .. }) => {
+                assert!(reason.contains("content differs"), "{reason}")
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(
+        stored, 1,
+        "{stored} writers stored serial 2: updates were lost"
+    );
+}

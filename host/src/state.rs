@@ -9,6 +9,8 @@
 //! Every write is a compare-and-swap against the version that was checked, so two writers
 //! can never lose an update, with or without locks.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -44,6 +46,9 @@ impl Default for StateOptions {
 pub struct StateStore {
     backend: Backend,
     options: StateOptions,
+    /// One writer at a time per workspace in this process: the check-then-CAS of a write
+    /// then holds even with a plugin whose version tokens cannot be trusted.
+    writers: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// How a write is made.
@@ -187,7 +192,20 @@ fn rejected(workspace: &str, reason: impl Into<String>) -> Error {
 impl StateStore {
     /// Workspaces stored in `backend`.
     pub fn new(backend: Backend, options: StateOptions) -> StateStore {
-        StateStore { backend, options }
+        StateStore {
+            backend,
+            options,
+            writers: Arc::default(),
+        }
+    }
+
+    /// Waits for the workspace's other writers in this process.
+    async fn writer(&self, workspace: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+            writers.entry(workspace.to_string()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// The backend underneath.
@@ -215,6 +233,7 @@ impl StateStore {
     ) -> Result<String> {
         let path = workspace::state_path(workspace)?;
         let new = StateDoc::parse(&data).map_err(|reason| rejected(workspace, reason))?;
+        let _writer = self.writer(workspace).await;
         self.check_lock(workspace, &path, options.lock_id.as_deref())
             .await?;
         let current = self.get(workspace).await?;
@@ -261,6 +280,7 @@ impl StateStore {
     /// else or while the state still manages resources, unless `force`.
     pub async fn delete(&self, workspace: &str, lock_id: Option<&str>, force: bool) -> Result<()> {
         let path = workspace::state_path(workspace)?;
+        let _writer = self.writer(workspace).await;
         if !force {
             self.check_lock(workspace, &path, lock_id).await?;
         }

@@ -12,7 +12,12 @@ use stateplug_sdk::{
 pub struct Hostile {
     attack: String,
     target: String,
+    /// For `stuck-version`: a real store whose version token never changes.
+    stored: std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>,
 }
+
+/// The only version token `stuck-version` ever reports.
+const STUCK: &str = "always-the-same";
 
 impl Backend for Hostile {
     fn metadata() -> Metadata {
@@ -23,7 +28,7 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version",
                 ),
                 ConfigField::optional("target", "file the read-file and chmod attacks aim at")
                     .default_value(""),
@@ -36,11 +41,26 @@ impl Backend for Hostile {
         Ok(Hostile {
             attack: config.require("attack")?.to_string(),
             target: config.get("target").unwrap_or_default().to_string(),
+            stored: Default::default(),
         })
     }
 
-    fn read(&self, _path: &str) -> Result<Object> {
+    fn read(&self, path: &str) -> Result<Object> {
         match self.attack.as_str() {
+            "stuck-version" => {
+                // Slow reads let concurrent writers interleave between read and write.
+                std::thread::sleep(Duration::from_millis(20));
+                let data = self
+                    .stored
+                    .borrow()
+                    .get(path)
+                    .cloned()
+                    .ok_or(Error::NotFound)?;
+                Ok(Object {
+                    data,
+                    version: STUCK.into(),
+                })
+            }
             "loop" => spin(),
             "sleep" => loop {
                 std::thread::sleep(Duration::from_secs(3600));
@@ -87,16 +107,26 @@ impl Backend for Hostile {
         }
     }
 
-    fn write(&self, _: &str, _: &[u8], _: Precondition) -> Result<String> {
-        Err(Error::Denied("this plugin does not store anything".into()))
+    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+        if self.attack != "stuck-version" {
+            return Err(Error::Denied("this plugin does not store anything".into()));
+        }
+        let exists = self.stored.borrow().contains_key(path);
+        stateplug_sdk::check_precondition(exists.then_some(STUCK), &precondition)?;
+        self.stored
+            .borrow_mut()
+            .insert(path.to_string(), data.to_vec());
+        Ok(STUCK.into())
     }
 
     fn delete(&self, _: &str, _: Precondition) -> Result<()> {
         Ok(())
     }
 
-    fn list(&self, _: &str, _: Option<&str>) -> Result<Page> {
-        Ok(Page::default())
+    fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<Page> {
+        let stored = self.stored.borrow();
+        let matching = stored.keys().filter(|p| p.starts_with(prefix)).cloned();
+        Ok(Page::from_sorted(matching, cursor, 1000))
     }
 
     fn lock(&self, _: &str, _: LockInfo) -> Result<()> {

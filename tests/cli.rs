@@ -434,3 +434,24 @@ fn dropped_in_plugins_are_found_by_name_and_bad_ones_reported() {
         stderr(&unknown)
     );
 }
+
+#[test]
+fn inspect_shows_what_a_plugin_would_need() {
+    let dir = tempfile::tempdir().unwrap();
+    let inspected = stateplug(dir.path(), &["plugins", "inspect", "local", "--json"], None);
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    let local: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert_eq!(local["capabilities"]["filesystem"], true);
+    assert_eq!(local["capabilities"]["http"], false);
+    assert!(
+        local["imports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("wasi:filesystem/types"))
+    );
+    let text = stateplug(dir.path(), &["plugins", "inspect", "memory"], None);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("capabilities: filesystem"), "{text}");
+    assert!(text.contains("sha256: "), "{text}");
+}

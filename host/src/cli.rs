@@ -512,6 +512,15 @@ async fn plugins_inspect(runtime: &Runtime, plugin: &str, json: bool) -> anyhow:
     }
     print_plugin(&plugin)?;
     println!("  sha256: {}", plugin.sha256());
+    let c = plugin.capabilities();
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "  capabilities: filesystem {} (grant `dirs`), http {}, sockets {}, environment {}",
+        yes_no(c.filesystem),
+        yes_no(c.http),
+        yes_no(c.sockets),
+        yes_no(c.environment)
+    );
     println!("  imports: {}", plugin.imports().join(", "));
     Ok(())
 }
@@ -575,6 +584,7 @@ fn plugin_json(plugin: &Plugin) -> serde_json::Value {
         "path": source,
         "sha256": plugin.sha256(),
         "imports": plugin.imports(),
+        "capabilities": plugin.capabilities(),
         "metadata": plugin.metadata(),
     })
 }

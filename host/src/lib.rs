@@ -32,6 +32,6 @@ pub mod workspace;
 pub use backend::Backend;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{Error, Result};
-pub use plugin::{Plugin, PluginMetadata, PluginSource};
+pub use plugin::{Capabilities, Plugin, PluginMetadata, PluginSource};
 pub use sandbox::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants};
 pub use stateplug_sdk::{CONTRACT_VERSION, ConfigField, LockInfo, Object, Page, Precondition};

@@ -32,6 +32,19 @@ pub struct PluginMetadata {
     pub features: Vec<String>,
 }
 
+/// The capabilities a plugin's imports ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Capabilities {
+    /// `wasi:filesystem`: needs a `dirs` grant to see anything.
+    pub filesystem: bool,
+    /// `wasi:http`: needs hosts granted.
+    pub http: bool,
+    /// `wasi:sockets`: never granted.
+    pub sockets: bool,
+    /// `wasi:cli/environment`: always empty.
+    pub environment: bool,
+}
+
 /// Where a plugin's binary came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSource {
@@ -199,6 +212,19 @@ impl Plugin {
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect()
+    }
+
+    /// Which sandboxed capabilities the plugin would use, from its imports. A capability the
+    /// operator does not grant still links; using it fails with `denied` or finds nothing.
+    pub fn capabilities(&self) -> Capabilities {
+        let imports = self.imports();
+        let uses = |prefix: &str| imports.iter().any(|i| i.starts_with(prefix));
+        Capabilities {
+            filesystem: uses("wasi:filesystem/"),
+            http: uses("wasi:http/"),
+            sockets: uses("wasi:sockets/"),
+            environment: uses("wasi:cli/environment"),
+        }
     }
 
     pub(crate) fn pre(&self) -> &PluginPre<crate::sandbox::StoreState> {

@@ -60,6 +60,9 @@ struct RuntimeInner {
     engine: Engine,
     linker: Linker<StoreState>,
     cache_dir: Option<PathBuf>,
+    /// Components of this process by the wasm's digest: each plugin is compiled (or read from
+    /// the disk cache) once per process.
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
     stop_ticker: Arc<AtomicBool>,
 }
 
@@ -110,6 +113,7 @@ impl Runtime {
                 engine,
                 linker,
                 cache_dir: options.cache_dir,
+                compiled: Default::default(),
                 stop_ticker,
             }),
         })
@@ -126,6 +130,16 @@ impl Runtime {
     /// Compiles a component, or loads it from the cache when this exact binary was compiled
     /// before by an engine with the same settings. `digest` is the binary's SHA-256.
     pub(crate) fn compile(&self, wasm: &[u8], digest: &str) -> Result<Component> {
+        let compiled = || self.inner.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(component) = compiled().get(digest) {
+            return Ok(component.clone());
+        }
+        let component = self.compile_or_load(wasm, digest)?;
+        compiled().insert(digest.to_string(), component.clone());
+        Ok(component)
+    }
+
+    fn compile_or_load(&self, wasm: &[u8], digest: &str) -> Result<Component> {
         let Some(dir) = &self.inner.cache_dir else {
             return self.compile_fresh(wasm);
         };

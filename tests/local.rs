@@ -134,3 +134,33 @@ async fn configuration_errors_name_the_key() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_grant_refuses_a_plugin_that_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, grants) = common::local_setup(dir.path());
+    let writer = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    writer
+        .write("ws/state", b"kept".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+
+    let read_only = stateplug::Grants {
+        dirs: vec![stateplug::DirGrant {
+            read_only: true,
+            ..stateplug::DirGrant::read_write(dir.path())
+        }],
+        ..stateplug::Grants::default()
+    };
+    // The plugin prepares its own folders on open: under a read-only grant that is refused.
+    let opened = common::builtin("local").await.open(vec![], read_only).await;
+    let error = opened
+        .err()
+        .expect("opening for writes under a read-only grant must fail");
+    assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+    assert_eq!(std::fs::read(dir.path().join("ws/state")).unwrap(), b"kept");
+}

@@ -10,7 +10,13 @@ use stateplug::{Grants, Plugin, Runtime, RuntimeOptions, builtin};
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    statm
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -33,7 +39,10 @@ fn main() {
     };
 
     println!("## loading a plugin (median of 5)");
-    println!("{:<8} {:>14} {:>14} {:>14}", "plugin", "cold compile", "warm (disk)", "same process");
+    println!(
+        "{:<8} {:>14} {:>14} {:>14}",
+        "plugin", "cold compile", "warm (disk)", "same process"
+    );
     for name in builtin::names() {
         let cold = median(
             (0..5)
@@ -75,7 +84,10 @@ fn main() {
     }
 
     println!("\n## host memory per open backend (memory plugin, one write of 1 KiB each)");
-    println!("{:>9} {:>12} {:>14}", "backends", "RSS growth", "per backend");
+    println!(
+        "{:>9} {:>12} {:>14}",
+        "backends", "RSS growth", "per backend"
+    );
     let runtime = with_cache();
     let plugin = rt.block_on(Plugin::builtin(&runtime, "memory")).unwrap();
     for count in [1usize, 10, 100] {
@@ -83,7 +95,8 @@ fn main() {
         let backends: Vec<_> = (0..count)
             .map(|_| {
                 let backend = rt.block_on(plugin.open(vec![], Grants::default())).unwrap();
-                rt.block_on(backend.write("x", vec![1; 1024], stateplug::Precondition::None)).unwrap();
+                rt.block_on(backend.write("x", vec![1; 1024], stateplug::Precondition::None))
+                    .unwrap();
                 backend
             })
             .collect();

@@ -130,7 +130,12 @@ impl Runtime {
     /// Compiles a component, or loads it from the cache when this exact binary was compiled
     /// before by an engine with the same settings. `digest` is the binary's SHA-256.
     pub(crate) fn compile(&self, wasm: &[u8], digest: &str) -> Result<Component> {
-        let compiled = || self.inner.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        let compiled = || {
+            self.inner
+                .compiled
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
         if let Some(component) = compiled().get(digest) {
             return Ok(component.clone());
         }

@@ -14,12 +14,7 @@ fn mode(path: &std::path::Path) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_plain_files_with_a_private_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, grants) = common::local_setup(dir.path());
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let backend = common::open_local(dir.path(), &[]).await;
     backend
         .write(
             "env:/dev/terraform.tfstate",
@@ -36,13 +31,7 @@ async fn objects_are_plain_files_with_a_private_mode() {
         "state files hold secrets: private by default"
     );
 
-    let (mut config, grants) = common::local_setup(dir.path());
-    config.push(("file_mode".into(), "0640".into()));
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let backend = common::open_local(dir.path(), &[("file_mode", "0640")]).await;
     backend
         .write("shared", b"x".to_vec(), Precondition::None)
         .await
@@ -53,13 +42,7 @@ async fn objects_are_plain_files_with_a_private_mode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_keep_the_last_versions() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut config, grants) = common::local_setup(dir.path());
-    config.push(("backup_count".into(), "2".into()));
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let backend = common::open_local(dir.path(), &[("backup_count", "2")]).await;
     for version in ["v1", "v2", "v3", "v4"] {
         backend
             .write("ws/state", version.as_bytes().to_vec(), Precondition::None)
@@ -138,12 +121,7 @@ async fn configuration_errors_name_the_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_grant_refuses_a_plugin_that_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, grants) = common::local_setup(dir.path());
-    let writer = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let writer = common::open_local(dir.path(), &[]).await;
     writer
         .write("ws/state", b"kept".to_vec(), Precondition::None)
         .await

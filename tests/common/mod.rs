@@ -27,6 +27,17 @@ pub fn local_setup(dir: &Path) -> (Vec<(String, String)>, Grants) {
     (Vec::new(), grants)
 }
 
+/// The local plugin keeping its objects in `dir`, with extra plugin settings.
+pub async fn open_local(dir: &Path, settings: &[(&str, &str)]) -> stateplug::Backend {
+    let (mut config, grants) = local_setup(dir);
+    config.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .expect("local plugin opens")
+}
+
 /// Loads a built-in plugin.
 pub async fn builtin(name: &str) -> Plugin {
     Plugin::builtin(runtime(), name)

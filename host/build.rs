@@ -19,6 +19,16 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "tests/plugins/hostile",
         "hostile.wasm",
     ),
+    (
+        "stateplug-test-misfit",
+        "tests/plugins/misfit",
+        "misfit.wasm",
+    ),
+    (
+        "stateplug-test-broken-describe",
+        "tests/plugins/broken-describe",
+        "broken-describe.wasm",
+    ),
 ];
 
 fn main() {

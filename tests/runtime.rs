@@ -139,3 +139,25 @@ async fn a_plugin_for_another_contract_is_refused_before_compiling() {
     let expected = "cannot load plugin future.wasm: built for stateplug:backend@9.9.9, this host supports stateplug:backend@0.1.0";
     assert_eq!(error.to_string(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_of_another_world_or_a_crashing_describe_is_refused() {
+    let misfit = Plugin::from_file(common::runtime(), &common::test_plugin_path("misfit")).await;
+    let message = misfit.unwrap_err().to_string();
+    assert!(
+        message.contains("misfit.wasm") && message.contains("stateplug:backend/backend"),
+        "{message}"
+    );
+
+    let path = common::test_plugin_path("broken-describe");
+    let broken = Plugin::from_file(common::runtime(), &path).await;
+    let message = broken.unwrap_err().to_string();
+    assert!(
+        message.contains("broken-describe.wasm: its describe() failed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("describe() of this plugin always panics"),
+        "{message}"
+    );
+}

@@ -31,7 +31,9 @@ async fn compiled_code_is_cached_and_reused_across_runtimes() {
         name.starts_with(first.sha256()),
         "keyed by the wasm's digest: {name}"
     );
-    let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    // A recompilation would write a new file (temp + rename): a new inode.
+    use std::os::unix::fs::MetadataExt;
+    let written = std::fs::metadata(&files[0]).unwrap().ino();
 
     // A new runtime (as after a restart) loads the cached code instead of compiling again.
     let second = Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
@@ -40,7 +42,7 @@ async fn compiled_code_is_cached_and_reused_across_runtimes() {
     assert_eq!(second.metadata(), first.metadata());
     assert_eq!(cached_files(cache.path()), files);
     assert_eq!(
-        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        std::fs::metadata(&files[0]).unwrap().ino(),
         written,
         "recompiled"
     );
@@ -159,5 +161,43 @@ async fn a_component_of_another_world_or_a_crashing_describe_is_refused() {
     assert!(
         message.contains("describe() of this plugin always panics"),
         "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compiled_cache_keeps_only_recent_entries() {
+    let cache = tempfile::tempdir().unwrap();
+    // Leftovers of 40 older builds, oldest first.
+    for i in 0..40u64 {
+        let file = cache
+            .path()
+            .join(format!("{i:064x}-0000000000000000.cwasm"));
+        std::fs::write(&file, b"old build").unwrap();
+        let age = std::time::Duration::from_secs(86_400 * (41 - i));
+        let when = std::time::SystemTime::now() - age;
+        std::fs::File::options()
+            .append(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let plugin = Plugin::builtin(&runtime_with_cache(cache.path()), "memory")
+        .await
+        .unwrap();
+    let files = cached_files(cache.path());
+    assert_eq!(files.len(), 32, "the cache is pruned to its size");
+    assert!(files.iter().any(|f| {
+        f.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(plugin.sha256())
+    }));
+    assert!(
+        !cache
+            .path()
+            .join(format!("{:064x}-0000000000000000.cwasm", 0))
+            .exists(),
+        "the oldest went first"
     );
 }

@@ -15,6 +15,9 @@ use crate::bindings;
 use crate::error::{Error, Result, chain};
 use crate::sandbox::StoreState;
 
+/// Compiled plugins kept on disk; the least recently used beyond this are removed.
+const CACHE_ENTRIES: usize = 32;
+
 /// How often the epoch advances; deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
@@ -159,7 +162,14 @@ impl Runtime {
             // function wrote from a successful compilation; wasmtime also checks that the file
             // matches this engine's version and settings and refuses it otherwise.
             match unsafe { Component::deserialize_file(&self.inner.engine, &file) } {
-                Ok(component) => return Ok(component),
+                Ok(component) => {
+                    // The modification time orders the entries for pruning: mark it used.
+                    let _ = std::fs::File::options()
+                        .append(true)
+                        .open(&file)
+                        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+                    return Ok(component);
+                }
                 Err(e) => tracing::warn!(
                     "ignoring unusable compiled cache {}: {}",
                     file.display(),
@@ -191,7 +201,27 @@ fn store_in_cache(component: &Component, dir: &Path, file: &Path) -> std::io::Re
     std::fs::create_dir_all(dir)?;
     let temp = file.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, file)
+    std::fs::rename(&temp, file)?;
+    prune_cache(dir);
+    Ok(())
+}
+
+/// Keeps the [`CACHE_ENTRIES`] most recently used compiled plugins; every rebuild of a plugin
+/// or of wasmtime would otherwise leave one more file behind forever.
+fn prune_cache(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort();
+    let excess = files.len().saturating_sub(CACHE_ENTRIES);
+    for (_, old) in &files[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {

@@ -594,3 +594,37 @@ async fn two_writers_never_lose_an_update_and_shutdown_is_graceful() {
         "SIGTERM must stop the server cleanly"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_write_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("stateplug.toml"),
+        "[server]\nbody_limit = \"64MiB\"\n",
+    )
+    .unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let big = state(1, "L", &"z".repeat(24 << 20));
+    let (client, url) = (Client::new(), server.state_url("big"));
+    let request = tokio::spawn({
+        let big = big.clone();
+        async move {
+            let status = client.post(url).body(big).send().await.map(|r| r.status());
+            (status, std::time::Instant::now())
+        }
+    });
+    // The body is on its way and being stored when the signal arrives.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let signalled = std::time::Instant::now();
+    let stopped = tokio::task::spawn_blocking(move || server.stop());
+    let (status, answered) = request.await.unwrap();
+    assert!(
+        answered > signalled,
+        "the write had finished before the signal: proves nothing"
+    );
+    assert_eq!(status.expect("the request is answered"), StatusCode::OK);
+    assert!(stopped.await.unwrap().success());
+    let stored =
+        std::fs::read_to_string(dir.path().join(".stateplug/state/big/terraform.tfstate")).unwrap();
+    assert_eq!(stored, big, "the state on disk is the whole write");
+}

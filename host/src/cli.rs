@@ -12,7 +12,7 @@ use stateplug::config::{Config, Overrides, PluginRef};
 use stateplug::server::{self, ServerState};
 use stateplug::state::{StateStore, WriteOptions};
 use stateplug::workspace::DEFAULT_WORKSPACE;
-use stateplug::{Error, LockInfo, Plugin, PluginSource, Runtime, builtin};
+use stateplug::{Error, LockInfo, Plugin, PluginSource, Runtime};
 
 /// Exit code for any failure.
 pub const EXIT_ERROR: u8 = 1;
@@ -212,7 +212,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Plugins(PluginsCommand::List) => plugins_list(&runtime, &load()?, json).await,
         Command::Plugins(PluginsCommand::Inspect { plugin }) => {
-            plugins_inspect(&runtime, &plugin, json).await
+            let plugin = load_named(&runtime, &overrides, plugin).await?;
+            plugins_inspect(&plugin, json)
         }
         Command::Plugins(PluginsCommand::Check { plugin }) => {
             let overrides = Overrides {
@@ -501,16 +502,26 @@ async fn plugins_list(runtime: &Runtime, config: &Config, json: bool) -> anyhow:
     Ok(())
 }
 
-async fn plugins_inspect(runtime: &Runtime, plugin: &str, json: bool) -> anyhow::Result<()> {
-    let plugin = if builtin::names().contains(&plugin) {
-        Plugin::builtin(runtime, plugin).await?
-    } else {
-        Plugin::from_file(runtime, Path::new(plugin)).await?
+/// A plugin named on the command line (built-in, drop-in or .wasm path), resolved the way a
+/// backend's `plugin` is.
+async fn load_named(
+    runtime: &Runtime,
+    overrides: &Overrides,
+    plugin: String,
+) -> anyhow::Result<Plugin> {
+    let overrides = Overrides {
+        plugin: Some(plugin),
+        ..overrides.clone()
     };
+    let config = Config::load(&overrides, std::env::vars())?;
+    Ok(config.backend.load_plugin(runtime).await?)
+}
+
+fn plugins_inspect(plugin: &Plugin, json: bool) -> anyhow::Result<()> {
     if json {
-        return print_json(&plugin_json(&plugin));
+        return print_json(&plugin_json(plugin));
     }
-    print_plugin(&plugin)?;
+    print_plugin(plugin)?;
     println!("  sha256: {}", plugin.sha256());
     let c = plugin.capabilities();
     let yes_no = |b: bool| if b { "yes" } else { "no" };

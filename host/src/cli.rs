@@ -526,7 +526,8 @@ fn plugins_inspect(plugin: &Plugin, json: bool) -> anyhow::Result<()> {
     let c = plugin.capabilities();
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     println!(
-        "  capabilities: filesystem {} (grant `dirs`), http {}, sockets {}, environment {}",
+        "  capabilities: filesystem {} (grant `dirs`), http {} (grant `allow_hosts`), sockets {}, \
+         environment {}",
         yes_no(c.filesystem),
         yes_no(c.http),
         yes_no(c.sockets),

@@ -29,9 +29,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sandbox::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants};
+use crate::sandbox::{DirGrant, Grants};
 use crate::state::{DEFAULT_HISTORY, StateOptions};
-use crate::{Plugin, PluginMetadata, Runtime};
+use crate::{HostGrant, Plugin, PluginMetadata, Runtime};
 
 /// The config file's name, looked for in the current directory and its parents.
 pub const CONFIG_FILE: &str = "stateplug.toml";
@@ -51,7 +51,15 @@ pub const DEFAULT_BODY_LIMIT: usize = 256 << 20;
 
 /// Backend keys that configure the host rather than the plugin.
 const HOST_KEYS: &[&str] = &[
-    "plugin", "dirs", "memory", "timeout", "history", "lock_ttl", "sha256", "env",
+    "plugin",
+    "dirs",
+    "memory",
+    "timeout",
+    "history",
+    "lock_ttl",
+    "sha256",
+    "env",
+    "allow_hosts",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -335,11 +343,7 @@ fn resolve_backend(
     } else {
         PluginRef::Named(plugin)
     };
-    let mut grants = Grants {
-        memory: DEFAULT_MEMORY,
-        timeout: DEFAULT_TIMEOUT,
-        dirs: Vec::new(),
-    };
+    let mut grants = Grants::default();
     let mut state = StateOptions {
         history: DEFAULT_HISTORY,
         lock_ttl: None,
@@ -388,6 +392,10 @@ fn resolve_backend(
             plugin_config.push((key.clone(), value.clone()));
         }
     }
+    grants.allow_hosts = match table.get("allow_hosts") {
+        Some(hosts) => parse_allow_hosts(hosts).map_err(context)?,
+        None => endpoint_grants(&plugin_config),
+    };
     let sha256 = match table.get("sha256") {
         Some(value) => Some(
             value_text("sha256", value)
@@ -405,6 +413,54 @@ fn resolve_backend(
         sha256,
         plugin_dirs: Vec::new(),
     })
+}
+
+/// `allow_hosts` is a list of host grants (see [`HostGrant`]); from the environment or a
+/// flag, a comma-separated list.
+fn parse_allow_hosts(value: &toml::Value) -> Result<Vec<HostGrant>> {
+    let entries: Vec<String> = match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_str().map(str::to_string).ok_or_else(|| {
+                    invalid(format!(
+                        "an `allow_hosts` entry must be a string, not {}",
+                        item.type_str()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+        toml::Value::String(s) => s
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        other => {
+            return Err(invalid(format!(
+                "`allow_hosts` must be a list of hosts, not {}",
+                other.type_str()
+            )));
+        }
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            entry
+                .parse::<HostGrant>()
+                .map_err(|e| invalid(format!("`allow_hosts`: {e}")))
+        })
+        .collect()
+}
+
+/// Without `allow_hosts`, a plugin may reach the endpoints it is configured with (`endpoint`,
+/// `*_endpoint`) and nothing else.
+fn endpoint_grants(plugin_config: &[(String, String)]) -> Vec<HostGrant> {
+    plugin_config
+        .iter()
+        .filter(|(key, _)| key == "endpoint" || key.ends_with("_endpoint"))
+        .filter_map(|(_, url)| HostGrant::from_endpoint(url))
+        .flatten()
+        .collect()
 }
 
 /// `dirs` is a list of host paths (the first seen as /data) or tables
@@ -633,6 +689,8 @@ impl BackendConfig {
             })
             .collect();
         table.insert("dirs".into(), toml::Value::Array(dirs));
+        let hosts = self.grants.allow_hosts.iter().map(|h| h.to_string().into());
+        table.insert("allow_hosts".into(), toml::Value::Array(hosts.collect()));
         table.insert(
             "memory".into(),
             format!("{}MiB", self.grants.memory >> 20).into(),

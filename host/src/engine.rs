@@ -107,6 +107,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| host_error("linking WASI", &e))?;
+        // Always linked, so a plugin that imports HTTP loads; without a grant every request is
+        // refused by the policy hook (network.rs).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| host_error("linking wasi-http", &e))?;
         bindings::add_host_to_linker(&mut linker)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));

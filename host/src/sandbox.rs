@@ -2,7 +2,8 @@
 //! per-instance state (WASI context, resource limits, captured output) built from them.
 //!
 //! Deny by default: no environment variables, no arguments, no stdin, no sockets, no files
-//! beyond the granted directories. Memory and time are capped.
+//! beyond the granted directories, no HTTP beyond the granted hosts (see `network`). Memory
+//! and time are capped.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,10 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::error::{Error, Result};
+use crate::network::{HostGrant, NetworkPolicy};
 
 /// Default cap on a plugin instance's linear memory.
 pub const DEFAULT_MEMORY: usize = 256 << 20;
@@ -39,6 +42,8 @@ pub struct Grants {
     pub memory: usize,
     /// Wall-clock deadline for one call.
     pub timeout: Duration,
+    /// Hosts the plugin may send HTTP requests to; none by default.
+    pub allow_hosts: Vec<HostGrant>,
 }
 
 impl Default for Grants {
@@ -47,6 +52,7 @@ impl Default for Grants {
             dirs: Vec::new(),
             memory: DEFAULT_MEMORY,
             timeout: DEFAULT_TIMEOUT,
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -111,8 +117,18 @@ impl Grants {
             // seeing a failed allocation and aborting somewhere less obvious.
             .trap_on_grow_failure(true)
             .build();
+        let plugin: Arc<str> = plugin.into();
+        // A response bigger than the plugin's memory could never be held by it anyway.
+        let network = NetworkPolicy::new(
+            plugin.clone(),
+            self.allow_hosts.clone(),
+            self.timeout,
+            self.memory as u64,
+        );
         Ok(StoreState {
-            plugin: plugin.into(),
+            plugin,
+            http: WasiHttpCtx::new(),
+            network,
             dirs: self.dirs.clone(),
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -128,6 +144,8 @@ pub(crate) struct StoreState {
     pub(crate) plugin: Arc<str>,
     dirs: Vec<DirGrant>,
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    network: NetworkPolicy,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
     pub(crate) output: GuestOutput,
@@ -171,6 +189,16 @@ impl WasiView for StoreState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.network,
         }
     }
 }

@@ -357,3 +357,162 @@ async fn a_version_token_that_never_changes_loses_no_update() {
         "{stored} writers stored serial 2: updates were lost"
     );
 }
+
+/// A real HTTP server on 127.0.0.1 that counts the connections it gets and answers each in
+/// one fixed way: the other end of the network attacks.
+struct Target {
+    port: u16,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+enum Answer {
+    Body(&'static str),
+    RedirectTo(String),
+    /// Accepts and then never answers.
+    Silence,
+    /// A body of this many bytes.
+    Huge(usize),
+}
+
+impl Target {
+    fn start(answer: Answer) -> Target {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let head = |status: &str, extra: &str, length: usize| {
+                    format!("HTTP/1.1 {status}\r\n{extra}content-length: {length}\r\n\r\n")
+                };
+                let _ = match &answer {
+                    Answer::Body(body) => {
+                        stream.write_all((head("200 OK", "", body.len()) + body).as_bytes())
+                    }
+                    Answer::RedirectTo(url) => stream.write_all(
+                        head("302 Found", &format!("location: {url}\r\n"), 0).as_bytes(),
+                    ),
+                    Answer::Silence => {
+                        std::thread::sleep(Duration::from_secs(3600));
+                        Ok(())
+                    }
+                    Answer::Huge(size) => {
+                        let chunk = vec![b'x'; 1 << 20];
+                        stream
+                            .write_all(head("200 OK", "", *size).as_bytes())
+                            .and_then(|()| {
+                                (0..size / chunk.len()).try_for_each(|_| stream.write_all(&chunk))
+                            })
+                    }
+                };
+            }
+        });
+        Target { port, connections }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/state", self.port)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn allow(hosts: &[&str]) -> Grants {
+    Grants {
+        allow_hosts: hosts.iter().map(|h| h.parse().unwrap()).collect(),
+        timeout: Duration::from_secs(2),
+        ..Grants::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_reaches_a_granted_host() {
+    let target = Target::start(Answer::Body("granted answer"));
+    let grant = format!("127.0.0.1:{}", target.port);
+    let backend = hostile("http-get", &target.url(), allow(&[&grant])).await;
+    let object = backend.read("x").await.expect("granted request");
+    assert_eq!(object.data, b"granted answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_without_a_grant_is_denied_and_sends_nothing() {
+    let target = Target::start(Answer::Body("secret"));
+    let error = attack(hostile("http-get", &target.url(), allow(&[])).await).await;
+    assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+    assert!(error.to_string().contains("refused a request"), "{error}");
+    assert_eq!(target.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_to_another_port_of_a_granted_address_is_denied() {
+    let granted = Target::start(Answer::Body("fine"));
+    let other = Target::start(Answer::Body("secret"));
+    let grant = format!("127.0.0.1:{}", granted.port);
+    let error = attack(hostile("http-get", &other.url(), allow(&[&grant])).await).await;
+    assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+    assert_eq!(other.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_granted_name_that_resolves_to_loopback_is_denied_unless_the_address_is_granted() {
+    let target = Target::start(Answer::Body("internal"));
+    let url = format!("http://localhost:{}/state", target.port);
+    let name_only = format!("localhost:{}", target.port);
+    let error = attack(hostile("http-get", &url, allow(&[&name_only])).await).await;
+    assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+    assert_eq!(target.connections(), 0);
+
+    // Granting the loopback range as well lets the same request through.
+    let backend = hostile("http-get", &url, allow(&[&name_only, "127.0.0.0/8"])).await;
+    assert_eq!(backend.read("x").await.expect("granted").data, b"internal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_host_that_is_not_granted_is_denied() {
+    let inner = Target::start(Answer::Body("secret"));
+    let granted = Target::start(Answer::RedirectTo(inner.url()));
+    let grant = format!("127.0.0.1:{}", granted.port);
+    let error = attack(hostile("http-get", &granted.url(), allow(&[&grant])).await).await;
+    assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+    assert!(error.to_string().contains(&inner.url()), "{error}");
+    assert_eq!(granted.connections(), 1);
+    assert_eq!(inner.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_cannot_hold_a_call_past_the_deadline() {
+    let target = Target::start(Answer::Silence);
+    let grant = format!("127.0.0.1:{}", target.port);
+    let grants = Grants {
+        timeout: Duration::from_millis(500),
+        ..allow(&[&grant])
+    };
+    let error = attack(hostile("http-get", &target.url(), grants).await).await;
+    // Either the host's wait cap or the call deadline ends it; both within the deadline.
+    assert!(
+        matches!(error, Error::Timeout { .. } | Error::Unavailable { .. }),
+        "{error:?}"
+    );
+    assert_eq!(target.connections(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_bigger_than_the_memory_grant_is_cut_off() {
+    let target = Target::start(Answer::Huge(256 << 20));
+    let grant = format!("127.0.0.1:{}", target.port);
+    let grants = Grants {
+        memory: 32 << 20,
+        timeout: Duration::from_secs(10),
+        ..allow(&[&grant])
+    };
+    let error = attack(hostile("http-get", &target.url(), grants).await).await;
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert!(error.to_string().contains("size"), "{error}");
+}

@@ -838,6 +838,46 @@ mod tests {
     }
 
     #[test]
+    fn allow_hosts_default_to_the_configured_endpoints() {
+        let hosts = |file: &str, env: &[(&str, &str)]| -> Vec<String> {
+            let config = load(Some(file), env, Overrides::default()).unwrap();
+            config
+                .backend
+                .grants
+                .allow_hosts
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let derived = "[backends.s]\nplugin = \"s3\"\nendpoint = \"http://127.0.0.1:5000\"\n\
+                       dynamodb_endpoint = \"https://ddb.example\"\n";
+        assert_eq!(
+            hosts(derived, &[]),
+            [
+                "https://ddb.example:443",
+                "https://*.ddb.example:443",
+                "http://127.0.0.1:5000"
+            ]
+        );
+        assert!(hosts("[backends.s]\nplugin = \"memory\"\n", &[]).is_empty());
+        let explicit = "[backends.s]\nplugin = \"s3\"\nendpoint = \"http://127.0.0.1:5000\"\n\
+                        allow_hosts = [\"minio:9000\", \"10.0.0.0/8\"]\n";
+        assert_eq!(hosts(explicit, &[]), ["minio:9000", "10.0.0.0/8"]);
+        assert_eq!(
+            hosts(
+                derived,
+                &[("STATEPLUG_BACKEND_S_ALLOW_HOSTS", "a.test,b.test:8080")]
+            ),
+            ["a.test", "b.test:8080"]
+        );
+        let bad = "[backends.s]\nplugin = \"s3\"\nallow_hosts = [\"ftp://x\"]\n";
+        let error = load(Some(bad), &[], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`ftp://x` is not a host grant"), "{error}");
+    }
+
+    #[test]
     fn sizes() {
         let size = |s: &str| parse_size("x", &toml::Value::String(s.into()));
         assert_eq!(size("256MiB").unwrap(), 256 << 20);

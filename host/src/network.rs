@@ -416,16 +416,18 @@ impl PolicyInner {
         let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
             .await
             .map_err(|_| HttpError::ConnectionReadTimeout)??;
+        // An oversized body is refused when the plugin reads it, not here: failing now would
+        // drop the connection under the guest's still-open request body, and it would see
+        // "connection reset" instead of the size error.
         let max = self.max_response_bytes;
-        if let Some(length) = response.body().size_hint().exact()
-            && length > max
-        {
-            return Err(HttpError::HttpResponseBodySize(Some(length)));
-        }
         let response = response.map(|incoming| {
             CappedBody {
+                read: incoming
+                    .size_hint()
+                    .exact()
+                    .filter(|n| *n > max)
+                    .unwrap_or(0),
                 incoming,
-                read: 0,
                 max,
                 between_bytes: between_bytes_timeout,
                 idle: None,
@@ -490,8 +492,8 @@ fn list(grants: &[HostGrant]) -> String {
         .join(", ")
 }
 
-/// A response body that errors out past `max` bytes or when the server goes quiet for longer
-/// than `between_bytes`.
+/// A response body that errors out past `max` bytes (at once when its declared length is over)
+/// or when the server goes quiet for longer than `between_bytes`.
 struct CappedBody {
     incoming: Incoming,
     read: u64,
@@ -509,6 +511,9 @@ impl Body for CappedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let this = &mut *self;
+        if this.read > this.max {
+            return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(this.read)))));
+        }
         match std::pin::Pin::new(&mut this.incoming).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle = None;

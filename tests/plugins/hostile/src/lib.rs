@@ -28,10 +28,13 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get",
                 ),
-                ConfigField::optional("target", "file the read-file and chmod attacks aim at")
-                    .default_value(""),
+                ConfigField::optional(
+                    "target",
+                    "file the read-file and chmod attacks aim at; URL for http-get",
+                )
+                .default_value(""),
             ],
             features: vec![],
         }
@@ -103,6 +106,10 @@ impl Backend for Hostile {
                 data: format!("{:?}", std::env::vars().collect::<Vec<_>>()).into_bytes(),
                 version: "env".into(),
             }),
+            "http-get" => http_get(&self.target).map(|data| Object {
+                data,
+                version: "fetched".into(),
+            }),
             other => Err(Error::Other(format!("unknown attack `{other}`"))),
         }
     }
@@ -132,6 +139,41 @@ impl Backend for Hostile {
     fn lock(&self, _: &str, _: LockInfo) -> Result<()> {
         Ok(())
     }
+}
+
+/// GETs `url` and follows redirects wherever they point, as an attacker would.
+fn http_get(url: &str) -> Result<Vec<u8>> {
+    use wstd::http::{Client, Request};
+    wstd::runtime::block_on(async {
+        let client = Client::new();
+        let mut url = url.to_string();
+        for _ in 0..5 {
+            let request = Request::get(&url)
+                .body(wstd::http::Body::empty())
+                .map_err(|e| Error::Other(format!("building the request: {e}")))?;
+            let mut response = client.send(request).await.map_err(|e| {
+                match e.downcast_ref::<wstd::http::error::ErrorCode>() {
+                    Some(wstd::http::error::ErrorCode::HttpRequestDenied) => {
+                        Error::Denied(format!("the host refused a request to {url}"))
+                    }
+                    _ => Error::Unavailable(format!("{url}: {e:#}")),
+                }
+            })?;
+            if let Some(location) = response.headers().get("location")
+                && response.status().is_redirection()
+            {
+                url = location.to_str().unwrap_or_default().to_string();
+                continue;
+            }
+            let body = response
+                .body_mut()
+                .contents()
+                .await
+                .map_err(|e| Error::Unavailable(format!("reading {url}: {e:#}")))?;
+            return Ok(body.to_vec());
+        }
+        Err(Error::Other("too many redirects".into()))
+    })
 }
 
 fn spin() -> ! {

@@ -29,6 +29,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "tests/plugins/broken-describe",
         "broken-describe.wasm",
     ),
+    (
+        "stateplug-test-torn-write",
+        "tests/plugins/torn-write",
+        "torn-write.wasm",
+    ),
 ];
 
 fn main() {

@@ -1,5 +1,8 @@
 //! The local plugin survives a killed writer: `stateplug state push` is killed at many points
-//! of its run, and afterwards the state is always exactly the old or the new document.
+//! of its run, and afterwards the state is always exactly the old or the new document; and a
+//! plugin that panics in the middle of a write leaves the previous version.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -79,4 +82,51 @@ fn killed_writers_never_leave_a_torn_state() {
     assert!(started.elapsed() < full_run + Duration::from_secs(5));
     assert_eq!(std::fs::read(&state).unwrap(), documents[1]);
     println!("{KILLS} kills, {interrupted_writes} during a write, full run {full_run:?}");
+}
+
+/// A plugin that panics in the middle of a write (new content durable in its temp file, the
+/// write guard held, the rename not yet done) leaves the previous version intact, and the next
+/// writer gets through once the dead writer's guard is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_middle_of_a_local_write_keeps_the_previous_version() {
+    use stateplug::{Error, Grants, Plugin, Precondition};
+    let dir = tempfile::tempdir().unwrap();
+    let (config, grants): (_, Grants) = common::local_setup(dir.path());
+    let plugin = Plugin::from_file(common::runtime(), &common::test_plugin_path("torn-write"))
+        .await
+        .expect("torn-write loads");
+    let backend = plugin.open(config, grants).await.unwrap();
+    let old = backend
+        .write("ws/terraform.tfstate", b"old".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+
+    let error = backend
+        .write(
+            "ws/terraform.tfstate",
+            b"PANIC new".to_vec(),
+            Precondition::VersionIs(old.clone()),
+        )
+        .await
+        .expect_err("the write panics");
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    assert!(error.to_string().contains("panics in the middle"), "{error}");
+
+    let current = backend.read("ws/terraform.tfstate").await.unwrap();
+    assert_eq!(current.data, b"old");
+    assert_eq!(current.version, old);
+    let listed = backend.list("", None).await.unwrap().paths;
+    assert_eq!(listed, ["ws/terraform.tfstate"]);
+
+    // The next writer, on a fresh instance, succeeds with the version it read.
+    backend
+        .write(
+            "ws/terraform.tfstate",
+            b"newer".to_vec(),
+            Precondition::VersionIs(old),
+        )
+        .await
+        .expect("writes go on after the panic");
+    let file = dir.path().join("ws/terraform.tfstate");
+    assert_eq!(std::fs::read(file).unwrap(), b"newer");
 }

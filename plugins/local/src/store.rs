@@ -113,34 +113,7 @@ impl Backend for Local {
     }
 
     fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
-        let file = self.object_file(path)?;
-        let parent = file.parent().unwrap_or(&self.root).to_path_buf();
-        fs::create_dir_all(&parent)
-            .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
-        // All the slow work (writing, fsync) happens before the guarded section.
-        let temp = self.write_temp(data)?;
-        let result = self.with_guard(path, || {
-            if precondition == Precondition::Absent {
-                // A hard link fails if the name exists: create-only, even against writers
-                // that do not know about the guard.
-                fs::hard_link(&temp, &file).map_err(|e| match e.kind() {
-                    ErrorKind::AlreadyExists => Error::PreconditionFailed,
-                    _ => Error::io(format!("creating `{path}`"), e),
-                })?;
-                let _ = fs::remove_file(&temp);
-            } else {
-                check_precondition(self.current_version(path, &file)?.as_deref(), &precondition)?;
-                self.back_up(path, &file)?;
-                fs::rename(&temp, &file)
-                    .map_err(|e| Error::io(format!("replacing `{path}`"), e))?;
-            }
-            sync_dir(&parent);
-            Ok(version_of(data))
-        });
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        self.write_with_hook(path, data, precondition, || {})
     }
 
     fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
@@ -182,6 +155,47 @@ impl Backend for Local {
 }
 
 impl Local {
+    /// [`Backend::write`], running `before_commit` once the new content is durable in its temp
+    /// file and the guard is held, just before the rename. Only the crash tests pass a hook.
+    #[doc(hidden)]
+    pub fn write_with_hook(
+        &self,
+        path: &str,
+        data: &[u8],
+        precondition: Precondition,
+        before_commit: impl FnOnce(),
+    ) -> Result<String> {
+        let file = self.object_file(path)?;
+        let parent = file.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&parent)
+            .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
+        // All the slow work (writing, fsync) happens before the guarded section.
+        let temp = self.write_temp(data)?;
+        let result = self.with_guard(path, || {
+            before_commit();
+            if precondition == Precondition::Absent {
+                // A hard link fails if the name exists: create-only, even against writers
+                // that do not know about the guard.
+                fs::hard_link(&temp, &file).map_err(|e| match e.kind() {
+                    ErrorKind::AlreadyExists => Error::PreconditionFailed,
+                    _ => Error::io(format!("creating `{path}`"), e),
+                })?;
+                let _ = fs::remove_file(&temp);
+            } else {
+                check_precondition(self.current_version(path, &file)?.as_deref(), &precondition)?;
+                self.back_up(path, &file)?;
+                fs::rename(&temp, &file)
+                    .map_err(|e| Error::io(format!("replacing `{path}`"), e))?;
+            }
+            sync_dir(&parent);
+            Ok(version_of(data))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
     fn object_file(&self, path: &str) -> Result<PathBuf> {
         if is_internal(path) {
             return Err(Error::InvalidPath(format!(

@@ -516,3 +516,26 @@ async fn a_response_bigger_than_the_memory_grant_is_cut_off() {
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
     assert!(error.to_string().contains("size"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_answer_for_another_workspace_is_refused() {
+    let backend = hostile("foreign-lock", "", Grants::default()).await;
+    let error = backend
+        .list_locks("ws/")
+        .await
+        .expect_err("a lock outside the prefix is refused");
+    assert!(matches!(error, Error::Plugin { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .contains("list-locks(`ws/`) answered with `victim/terraform.tfstate`"),
+        "{error}"
+    );
+    // Asked about one path, the answer is that path's lock whatever its `path` text says: the
+    // host never files it under the workspace the plugin names.
+    let lock = backend.lock_info("ws/terraform.tfstate").await.unwrap();
+    assert_eq!(lock.map(|l| l.id).as_deref(), Some("foreign"));
+    // Listing all locks is the plugin's claim to make, and stays answerable.
+    let all = backend.list_locks("").await.unwrap();
+    assert_eq!(all.len(), 1);
+}

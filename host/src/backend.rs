@@ -130,10 +130,35 @@ impl Backend {
                 Box::pin(async move { guest.call_list(store, handle, &p, cursor.as_deref()).await })
             })
             .await?;
+        self.check_answered_paths(prefix, page.paths.iter(), "list")?;
         Ok(Page {
             paths: page.paths,
             next_cursor: page.next_cursor,
         })
+    }
+
+    /// A plugin may only answer a listing with paths under the prefix asked for: a lock or
+    /// object of another workspace slipped into the answer would be shown (or acted on) as if
+    /// it belonged to the one asked about.
+    fn check_answered_paths<'p>(
+        &self,
+        prefix: &str,
+        paths: impl IntoIterator<Item = &'p String>,
+        call: &str,
+    ) -> Result<()> {
+        for path in paths {
+            if !path.starts_with(prefix) || check_path(path).is_err() {
+                return Err(Error::Plugin {
+                    plugin: self.plugin().name().to_string(),
+                    message: format!(
+                        "{call}(`{prefix}`) answered with `{}`, which is not a valid path under \
+                         that prefix; the answer was discarded (a plugin bug, or a hostile plugin)",
+                        path.escape_debug()
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Every path that starts with `prefix`, following the pages.
@@ -210,6 +235,7 @@ impl Backend {
                 Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
             })
             .await?;
+        self.check_answered_paths(prefix, locks.iter().map(|(path, _)| path), "list-locks")?;
         let mut locks: Vec<(String, LockInfo)> = locks
             .into_iter()
             .map(|(path, lock)| (path, lock.into()))

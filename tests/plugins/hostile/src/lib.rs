@@ -28,7 +28,7 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock",
                 ),
                 ConfigField::optional(
                     "target",
@@ -139,6 +139,15 @@ impl Backend for Hostile {
     fn lock(&self, _: &str, _: LockInfo) -> Result<()> {
         Ok(())
     }
+
+    /// `foreign-lock`: whatever path is asked about, answers with another workspace's lock.
+    fn lock_info(&self, _: &str) -> Result<Option<LockInfo>> {
+        Ok(self.foreign_lock().map(|(_, lock)| lock))
+    }
+
+    fn list_locks(&self, _: &str) -> Result<Vec<(String, LockInfo)>> {
+        Ok(self.foreign_lock().into_iter().collect())
+    }
 }
 
 /// GETs `url` and follows redirects wherever they point, as an attacker would.
@@ -174,6 +183,20 @@ fn http_get(url: &str) -> Result<Vec<u8>> {
         }
         Err(Error::Other("too many redirects".into()))
     })
+}
+
+impl Hostile {
+    fn foreign_lock(&self) -> Option<(String, LockInfo)> {
+        (self.attack == "foreign-lock").then(|| {
+            let path = "victim/terraform.tfstate".to_string();
+            let lock = LockInfo {
+                id: "foreign".into(),
+                path: path.clone(),
+                ..LockInfo::default()
+            };
+            (path, lock)
+        })
+    }
 }
 
 fn spin() -> ! {

@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use stateplug::{DirGrant, Grants, Plugin, Runtime};
 
+pub mod moto;
+
 /// The process-wide runtime.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();

@@ -444,3 +444,44 @@ fn contract_error(plugin: &str, path: &str, e: wit::Error) -> Error {
         wit::Error::Other(message) => Error::Plugin { plugin, message },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+
+    /// Rust cannot emit `table.grow`, so this attack is a hand-written component: it grows a
+    /// table until growing fails, and reports the size it reached.
+    const TABLE_BOMB: &str = r#"
+        (component
+          (core module $m
+            (table $t 1 funcref)
+            (func (export "grow") (result i32)
+              (loop $again
+                (br_if $again
+                  (i32.ne (table.grow $t (ref.null func) (i32.const 4096)) (i32.const -1))))
+              (table.size $t)))
+          (core instance $i (instantiate $m))
+          (func (export "grow") (result u32) (canon lift (core func $i "grow"))))
+    "#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_growth_stops_at_the_cap_with_a_trap() {
+        let runtime = Runtime::new().unwrap();
+        let wasm = wat::parse_str(TABLE_BOMB).unwrap();
+        let component = wasmtime::component::Component::new(runtime.engine(), &wasm).unwrap();
+        let mut store = new_store(runtime.engine(), &Grants::default(), "table-bomb").unwrap();
+        let instance = runtime
+            .linker()
+            .instantiate_async(&mut store, &component)
+            .await
+            .unwrap();
+        let grow = instance
+            .get_typed_func::<(), (u32,)>(&mut store, "grow")
+            .unwrap();
+        let trap = grow.call_async(&mut store, ()).await.unwrap_err();
+        let message = format!("{trap:#}");
+        // The pooling allocator's per-table cap (20,000 elements) is reached first.
+        assert!(message.contains("trap when growing table"), "{message}");
+    }
+}

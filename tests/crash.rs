@@ -110,7 +110,10 @@ async fn a_panic_in_the_middle_of_a_local_write_keeps_the_previous_version() {
         .await
         .expect_err("the write panics");
     assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
-    assert!(error.to_string().contains("panics in the middle"), "{error}");
+    assert!(
+        error.to_string().contains("panics in the middle"),
+        "{error}"
+    );
 
     let current = backend.read("ws/terraform.tfstate").await.unwrap();
     assert_eq!(current.data, b"old");

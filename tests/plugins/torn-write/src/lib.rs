@@ -9,8 +9,8 @@ mod file;
 #[path = "../../../../plugins/local/src/store.rs"]
 mod store;
 
-use store::Local;
 use stateplug_sdk::{Backend, Config, LockInfo, Metadata, Object, Page, Precondition, Result};
+use store::Local;
 
 pub struct TornWrite(Local);
 

@@ -14,6 +14,7 @@ const PROFILE: &str = "guest";
 const GUESTS: &[(&str, &str, &str)] = &[
     ("stateplug-plugin-memory", "plugins/memory", "memory.wasm"),
     ("stateplug-plugin-local", "plugins/local", "local.wasm"),
+    ("stateplug-plugin-s3", "plugins/s3", "s3.wasm"),
     (
         "stateplug-test-hostile",
         "tests/plugins/hostile",

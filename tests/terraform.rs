@@ -277,3 +277,32 @@ async fn terraform_uses_the_local_plugin_and_the_cli_agrees() {
     );
     assert!(server.stop().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_uses_the_s3_plugin_on_a_real_s3_server() {
+    let test = "terraform_uses_the_s3_plugin_on_a_real_s3_server";
+    let Some(terraform) = terraform_or_skip(test) else {
+        return;
+    };
+    let Some(moto) = common::moto::Moto::start_or_skip(test) else {
+        return;
+    };
+    moto.create_bucket("http-backend-state");
+    moto.create_lock_table("http-backend-locks");
+    let dir = tempfile::tempdir().unwrap();
+    // allow_hosts is not set: the grant comes from the two endpoints.
+    let config = format!(
+        "[backends.s3]\nplugin = \"s3\"\nbucket = \"http-backend-state\"\nendpoint = \"{0}\"\n\
+         use_path_style = true\naccess_key = \"test\"\nsecret_key = \"test\"\nlock = \"dynamodb\"\n\
+         dynamodb_table = \"http-backend-locks\"\ndynamodb_endpoint = \"{0}\"\n",
+        moto.endpoint()
+    );
+    std::fs::write(dir.path().join("stateplug.toml"), config).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let last = terraform_workflow(&terraform, &server, None).await;
+
+    // The state is where Terraform's own s3 backend would keep workspace `prod`.
+    let stored = moto.get_object("http-backend-state", "env:/prod/terraform.tfstate");
+    assert_eq!(serde_json::from_slice::<Value>(&stored).unwrap(), last);
+    assert!(server.stop().success());
+}

@@ -10,6 +10,7 @@ const BUILTINS: &[(&str, &[u8])] = &[
         "local",
         include_bytes!(concat!(env!("OUT_DIR"), "/local.wasm")),
     ),
+    ("s3", include_bytes!(concat!(env!("OUT_DIR"), "/s3.wasm"))),
 ];
 
 /// The names of the built-in plugins.

@@ -316,6 +316,11 @@ impl StateStore {
         if info.id.is_empty() {
             return Err(Error::InvalidInput("the lock has no ID".into()));
         }
+        // Terraform parses `Created` of any lock it meets (an S3/DynamoDB lock taken by
+        // stateplug included) and fails on an empty one.
+        if info.created.is_empty() {
+            info.created = rfc3339_ms(now_ms());
+        }
         if info.expires.is_none() {
             info.expires = self
                 .options

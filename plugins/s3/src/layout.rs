@@ -1,0 +1,189 @@
+//! Where logical paths live in the bucket, and back.
+//!
+//! Workspace states use Terraform's own s3 backend layout, so Terraform and stateplug can
+//! share a bucket: `default/terraform.tfstate` is `<key>`, `<ws>/terraform.tfstate` is
+//! `<workspace_key_prefix>/<ws>/<key>`. Every other path `p` is `<prefix>p`. The lock object of
+//! any path is its key plus `.tflock` (Terraform 1.10+ lock files).
+
+use stateplug_sdk::path::{self, LOCK_SUFFIX};
+use stateplug_sdk::{Error, Result};
+
+/// The file name of a workspace's state (see the host's `workspace.rs`).
+pub const STATE_FILE: &str = "terraform.tfstate";
+/// The workspace whose state lives at `key` itself.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// The key mapping of one configured store.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    key: String,
+    workspace_key_prefix: String,
+    prefix: String,
+}
+
+/// A bucket key read back as a logical path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The logical path (for a lock object: the path it protects).
+    pub path: String,
+    /// Whether the key is a lock object.
+    pub lock: bool,
+}
+
+/// Where the workspace states that could match a listing prefix are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateScan {
+    /// Whether `default/terraform.tfstate` (the object `key`) could match.
+    pub default: bool,
+    /// The bucket prefix to list for the other workspaces' states.
+    pub workspaces: String,
+}
+
+impl Layout {
+    /// Checks that the three areas cannot overlap: a key must never be readable as two
+    /// different logical paths.
+    pub fn new(key: &str, workspace_key_prefix: &str, prefix: &str) -> Result<Layout> {
+        let bad = |name: &str, value: &str, why: &str| {
+            Err(Error::InvalidConfig(format!("`{name}` = `{value}` {why}")))
+        };
+        if key.is_empty() || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+            return bad(
+                "key",
+                key,
+                "must be an object key like `terraform.tfstate` or `team/terraform.tfstate` \
+                 (not empty, no leading or trailing `/`, no `//`)",
+            );
+        }
+        if key.ends_with(LOCK_SUFFIX) {
+            return bad(
+                "key",
+                key,
+                "must not end in `.tflock` (reserved for lock files)",
+            );
+        }
+        let wkp = workspace_key_prefix;
+        if wkp.is_empty() || wkp.starts_with('/') || wkp.ends_with('/') {
+            return bad(
+                "workspace_key_prefix",
+                wkp,
+                "must be a non-empty prefix without leading or trailing `/`, like `env:`",
+            );
+        }
+        if prefix.is_empty() || prefix.starts_with('/') {
+            return bad(
+                "prefix",
+                prefix,
+                "must be a non-empty key prefix without a leading `/`, like `stateplug/`",
+            );
+        }
+        let workspaces = format!("{wkp}/");
+        if key.starts_with(prefix) {
+            return bad(
+                "prefix",
+                prefix,
+                &format!(
+                    "is a prefix of `key` = `{key}`; choose a `prefix` the state key does not start with"
+                ),
+            );
+        }
+        if prefix.starts_with(&workspaces) || workspaces.starts_with(prefix) {
+            return bad(
+                "prefix",
+                prefix,
+                &format!(
+                    "overlaps `workspace_key_prefix` = `{wkp}`; choose a `prefix` that neither \
+                     starts with `{workspaces}` nor is a prefix of it"
+                ),
+            );
+        }
+        if key.starts_with(&workspaces) {
+            return bad(
+                "key",
+                key,
+                &format!("starts with `workspace_key_prefix` = `{wkp}`; choose another `key`"),
+            );
+        }
+        Ok(Layout {
+            key: key.into(),
+            workspace_key_prefix: wkp.into(),
+            prefix: prefix.into(),
+        })
+    }
+
+    /// The bucket key of a logical path (lock objects included).
+    pub fn object_key(&self, path: &str) -> String {
+        if let Some(base) = path.strip_suffix(LOCK_SUFFIX) {
+            return format!("{}{LOCK_SUFFIX}", self.object_key(base));
+        }
+        match state_workspace(path) {
+            Some(DEFAULT_WORKSPACE) => self.key.clone(),
+            Some(ws) => format!("{}/{ws}/{}", self.workspace_key_prefix, self.key),
+            None => format!("{}{path}", self.prefix),
+        }
+    }
+
+    /// Whether a bucket key holds a workspace state (Terraform keeps a digest of those).
+    pub fn is_state_key(&self, key: &str) -> bool {
+        key == self.key || self.workspace_of(key).is_some()
+    }
+
+    /// The logical path a bucket key stands for; `None` for keys this layout never writes.
+    pub fn entry_of_key(&self, key: &str) -> Option<Entry> {
+        let (base, lock) = match key.strip_suffix(LOCK_SUFFIX) {
+            Some(base) => (base, true),
+            None => (key, false),
+        };
+        let path = if base == self.key {
+            format!("{DEFAULT_WORKSPACE}/{STATE_FILE}")
+        } else if let Some(ws) = self.workspace_of(base) {
+            format!("{ws}/{STATE_FILE}")
+        } else {
+            let path = base.strip_prefix(&self.prefix)?;
+            // A state path stored under `prefix` (written by hand) would shadow nothing we
+            // read; an invalid one could not be addressed. Neither is ours.
+            if state_workspace(path).is_some() || path::validate(path).is_err() {
+                return None;
+            }
+            path.to_string()
+        };
+        Some(Entry { path, lock })
+    }
+
+    /// The bucket prefix under which every non-state path starting with `prefix` lives.
+    pub fn raw_prefix(&self, prefix: &str) -> String {
+        format!("{}{prefix}", self.prefix)
+    }
+
+    /// Where to look for workspace states matching a listing prefix; `None` when no
+    /// `<ws>/terraform.tfstate` can start with it.
+    pub fn state_scan(&self, prefix: &str) -> Option<StateScan> {
+        let wkp = &self.workspace_key_prefix;
+        match prefix.split_once('/') {
+            None => Some(StateScan {
+                default: DEFAULT_WORKSPACE.starts_with(prefix),
+                workspaces: format!("{wkp}/{prefix}"),
+            }),
+            Some((ws, rest)) if !ws.is_empty() && STATE_FILE.starts_with(rest) => Some(StateScan {
+                default: ws == DEFAULT_WORKSPACE,
+                workspaces: format!("{wkp}/{ws}/"),
+            }),
+            Some(_) => None,
+        }
+    }
+
+    /// The workspace whose state is at `key` (`<wkp>/<ws>/<key>`), never `default`
+    /// (its state is `key` itself).
+    fn workspace_of<'k>(&self, key: &'k str) -> Option<&'k str> {
+        let rest = key
+            .strip_prefix(self.workspace_key_prefix.as_str())?
+            .strip_prefix('/')?;
+        let ws = rest.strip_suffix(self.key.as_str())?.strip_suffix('/')?;
+        (!ws.is_empty() && !ws.contains('/') && ws != DEFAULT_WORKSPACE).then_some(ws)
+    }
+}
+
+/// The workspace of a logical state path `<ws>/terraform.tfstate`.
+fn state_workspace(path: &str) -> Option<&str> {
+    let (ws, file) = path.split_once('/')?;
+    (file == STATE_FILE && !ws.is_empty()).then_some(ws)
+}

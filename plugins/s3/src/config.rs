@@ -112,8 +112,8 @@ pub struct DynamoDb {
     pub endpoint: Endpoint,
 }
 
-/// Server-side encryption of written objects.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Server-side encryption of written objects. `Debug` never shows a customer key.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Encryption {
     None,
     /// SSE-S3.
@@ -125,6 +125,17 @@ pub enum Encryption {
         key: String,
         key_md5: String,
     },
+}
+
+impl fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Encryption::None => f.write_str("None"),
+            Encryption::S3 => f.write_str("S3"),
+            Encryption::Kms(id) => write!(f, "Kms({id})"),
+            Encryption::Customer { .. } => f.write_str("Customer(<redacted>)"),
+        }
+    }
 }
 
 /// Static credentials. `Debug` never shows them.

@@ -187,3 +187,96 @@ fn state_workspace(path: &str) -> Option<&str> {
     let (ws, file) = path.split_once('/')?;
     (file == STATE_FILE && !ws.is_empty()).then_some(ws)
 }
+
+// Run with `cargo test -p stateplug-plugin-s3 --lib` (the crate is left out of workspace tests).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> Layout {
+        Layout::new("team/terraform.tfstate", "env:", "stateplug/").unwrap()
+    }
+
+    #[test]
+    fn paths_map_to_terraforms_keys_and_back() {
+        let l = layout();
+        for (path, key) in [
+            ("default/terraform.tfstate", "team/terraform.tfstate"),
+            ("dev/terraform.tfstate", "env:/dev/team/terraform.tfstate"),
+            ("dev/history/3", "stateplug/dev/history/3"),
+            ("a/b/terraform.tfstate", "stateplug/a/b/terraform.tfstate"),
+            (
+                "dev/terraform.tfstate.tflock",
+                "env:/dev/team/terraform.tfstate.tflock",
+            ),
+            ("x.tflock", "stateplug/x.tflock"),
+        ] {
+            assert_eq!(l.object_key(path), key, "{path}");
+            let (base, lock) = match path.strip_suffix(LOCK_SUFFIX) {
+                Some(base) => (base, true),
+                None => (path, false),
+            };
+            let entry = Entry {
+                path: base.into(),
+                lock,
+            };
+            assert_eq!(l.entry_of_key(key), Some(entry), "{key}");
+        }
+        assert!(l.is_state_key("env:/dev/team/terraform.tfstate"));
+        assert!(!l.is_state_key("stateplug/dev/terraform.tfstate"));
+        for foreign in [
+            "other.tfstate",
+            "env:/default/team/terraform.tfstate",
+            "env:/a/b/team/terraform.tfstate",
+            "stateplug/dev/terraform.tfstate",
+            "stateplug/a//b",
+        ] {
+            assert_eq!(l.entry_of_key(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn state_scan_only_where_states_can_match() {
+        let l = layout();
+        let scan = |p| l.state_scan(p);
+        assert_eq!(
+            scan(""),
+            Some(StateScan {
+                default: true,
+                workspaces: "env:/".into()
+            })
+        );
+        assert_eq!(
+            scan("de"),
+            Some(StateScan {
+                default: true,
+                workspaces: "env:/de".into()
+            })
+        );
+        assert_eq!(
+            scan("dev/terra").map(|s| s.workspaces),
+            Some("env:/dev/".into())
+        );
+        assert_eq!(scan("dev/h"), None);
+        assert_eq!(scan("dev/terraform.tfstate/"), None);
+    }
+
+    #[test]
+    fn overlapping_areas_are_refused() {
+        for (key, wkp, prefix) in [
+            ("stateplug/terraform.tfstate", "env:", "stateplug/"),
+            ("terraform.tfstate", "env:", "env:/x/"),
+            ("terraform.tfstate", "env:", "env"),
+            ("terraform.tfstate", "env:", ""),
+            ("env:/terraform.tfstate", "env:", "stateplug/"),
+            ("/terraform.tfstate", "env:", "stateplug/"),
+            ("terraform.tfstate", "", "stateplug/"),
+            ("x.tflock", "env:", "stateplug/"),
+        ] {
+            assert!(
+                matches!(Layout::new(key, wkp, prefix), Err(Error::InvalidConfig(_))),
+                "{key} {wkp} {prefix}"
+            );
+        }
+    }
+}

@@ -328,3 +328,49 @@ fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
     hex::encode(md5::Md5::digest(data))
 }
+
+/// `stateplug plugins check s3` certifies the plugin on one bucket (cases share it and the
+/// suite empties it after each), and refuses a bucket that already holds data.
+#[test]
+fn plugins_check_runs_on_one_empty_bucket_and_refuses_a_used_one() {
+    let Some(moto) = Moto::start_or_skip("plugins_check_runs_on_one_empty_bucket") else {
+        return;
+    };
+    let check = |bucket: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stateplug"));
+        command.args(["plugins", "check", "s3"]);
+        for (key, value) in settings(&moto, bucket, &[]) {
+            command.args(["-c", &format!("{key}={value}")]);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        command.current_dir(dir.path()).output().unwrap()
+    };
+    moto.create_bucket("check-empty");
+    let out = check("check-empty");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    assert!(
+        moto.list_keys("check-empty", "").is_empty(),
+        "the suite left objects"
+    );
+
+    moto.create_bucket("check-used");
+    moto.put_object("check-used", "stateplug/keep/me", b"precious");
+    let out = check("check-used");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("the store is not empty (it holds `keep/me`)"),
+        "{text}"
+    );
+    assert_eq!(
+        moto.get_object("check-used", "stateplug/keep/me"),
+        b"precious"
+    );
+}

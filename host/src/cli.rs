@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, global = true, value_name = "NAME|PATH")]
     plugin: Option<String>,
     /// Backend setting, like Terraform's -backend-config (repeatable): plugin keys and
-    /// dirs, memory, timeout, history, lock_ttl.
+    /// dirs, allow_hosts, memory, timeout, history, lock_ttl.
     #[arg(short = 'c', long = "backend-config", global = true, value_name = "KEY=VALUE", value_parser = key_value)]
     backend_config: Vec<(String, String)>,
     /// Print machine-readable JSON where the command has output.
@@ -157,8 +157,9 @@ enum PluginsCommand {
     /// Describe a plugin: a .wasm file or a built-in name.
     Inspect { plugin: String },
     /// Run the conformance suite against a plugin (a .wasm file or a built-in name); each case
-    /// gets a fresh store with an empty directory granted at /data. Plugin settings: -c.
-    /// Exits 0 only when every case passes.
+    /// gets a fresh store with an empty directory granted at /data; a remote store (a bucket)
+    /// must start empty and is emptied after each case. Plugin settings: -c. Exits 0 only
+    /// when every case passes.
     Check { plugin: String },
 }
 

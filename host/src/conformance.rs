@@ -2,7 +2,8 @@
 //! as the state layer will use it. Our own tests run it against every built-in plugin, and
 //! vendors run it against theirs, so there is one definition of "a correct backend".
 //!
-//! Each case gets a freshly opened, empty backend from the caller's `open` function.
+//! Each case gets a backend from the caller's `open` function: a fresh one each time, or one
+//! shared store, which must be empty at the start and is emptied after every case.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,20 +65,77 @@ where
     Fut: Future<Output = crate::Result<Backend>>,
 {
     let mut results = Vec::new();
-    for case in cases() {
+    for (index, case) in cases().into_iter().enumerate() {
         let started = Instant::now();
         let outcome = match open().await {
-            Ok(backend) => (case.run)(backend).await,
+            Ok(backend) => {
+                let first = index == 0;
+                run_case(&case, backend, first).await
+            }
             Err(e) => Err(anyhow::anyhow!("opening a backend failed: {e}")),
         };
+        let refused_to_start = index == 0 && matches!(&outcome, Err(e) if e.is::<NotEmpty>());
         results.push(CaseResult {
             name: case.name,
             passed: outcome.is_ok(),
             failure: outcome.err().map(|e| format!("{e:#}")),
             millis: started.elapsed().as_millis(),
         });
+        if refused_to_start {
+            break;
+        }
     }
     Report { results }
+}
+
+/// The store held data before the suite started.
+#[derive(Debug)]
+struct NotEmpty(String);
+
+impl std::fmt::Display for NotEmpty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the store is not empty (it holds {}); the suite writes and deletes, so run it \
+             against an empty store (a new directory, bucket or prefix)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for NotEmpty {}
+
+/// Runs one case, then removes whatever it left. The store is checked to be empty before the
+/// first case, so everything found afterwards was written by the suite: cases may therefore
+/// share one store (a remote bucket, say) as well as get fresh ones.
+async fn run_case(case: &Case, backend: Backend, first: bool) -> anyhow::Result<()> {
+    if first {
+        let paths = backend
+            .list("", None)
+            .await
+            .context("listing the store")?
+            .paths;
+        let locks = backend.list_locks("").await.context("listing locks")?;
+        if let Some(path) = paths.first() {
+            return Err(NotEmpty(format!("`{path}`")).into());
+        }
+        if let Some((path, _)) = locks.first() {
+            return Err(NotEmpty(format!("a lock on `{path}`")).into());
+        }
+    }
+    let outcome = (case.run)(backend.clone()).await;
+    let cleaned = clean(&backend).await;
+    outcome.and(cleaned.context("cleaning up after the case"))
+}
+
+async fn clean(backend: &Backend) -> anyhow::Result<()> {
+    for (path, _) in backend.list_locks("").await? {
+        backend.force_unlock(&path).await?;
+    }
+    for path in backend.list_all("").await? {
+        backend.delete(&path, Precondition::None).await?;
+    }
+    Ok(())
 }
 
 /// All cases, in the order they run.

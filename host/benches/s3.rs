@@ -29,12 +29,15 @@ struct NativeS3 {
 impl NativeS3 {
     async fn send(&self, method: &str, key: &str, body: Vec<u8>) -> Vec<u8> {
         let url = format!("{}/{BUCKET}/{key}", self.endpoint);
+        // The same headers the plugin sends (signed, so the body's SHA-256 and no Content-MD5).
         let mut request = http::Request::builder()
             .method(method)
             .uri(&url)
-            .header("content-length", body.len())
-            .body(body)
-            .unwrap();
+            .header("content-length", body.len());
+        if method == "PUT" {
+            request = request.header("content-type", "application/octet-stream");
+        }
+        let mut request = request.body(body).unwrap();
         let identity = Credentials::new("test", "test", None, None, "bench").into();
         let mut settings = SigningSettings::default();
         settings.percent_encoding_mode = PercentEncodingMode::Single;
@@ -80,6 +83,19 @@ impl NativeS3 {
     }
 }
 
+fn settings_for(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("bucket", BUCKET),
+        ("endpoint", endpoint),
+        ("use_path_style", "true"),
+        ("access_key", "test"),
+        ("secret_key", "test"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -101,16 +117,7 @@ async fn run() {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
     let endpoint = moto.endpoint();
-    let config = [
-        ("bucket", BUCKET),
-        ("endpoint", endpoint.as_str()),
-        ("use_path_style", "true"),
-        ("access_key", "test"),
-        ("secret_key", "test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let config = settings_for(&endpoint);
     let grants = Grants {
         allow_hosts: HostGrant::from_endpoint(&endpoint).unwrap(),
         ..Grants::default()
@@ -125,6 +132,15 @@ async fn run() {
         endpoint,
     };
 
+    // The same plugin with no host granted: a write fails at the host's hook, after the
+    // plugin has hashed (MD5, SHA-256) and signed the body: its own work without the network.
+    let denied_config = settings_for(&moto.endpoint());
+    let denied = common::builtin("s3")
+        .await
+        .open(denied_config, Grants::default())
+        .await
+        .unwrap();
+
     println!("| operation | wasm plugin | native client | ratio |");
     println!("|---|---|---|---|");
     for (label, size, rounds) in [("1 KiB", 1 << 10, 200), ("1 MiB", 1 << 20, 40)] {
@@ -133,7 +149,7 @@ async fn run() {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // Interleaved, so drift in moto or the machine hits both sides alike.
         for round in 0..rounds + 5 {
-            let key = format!("bench/{label}");
+            let key = format!("bench/{size}");
             let started = Instant::now();
             plugin
                 .write(&key, data.clone(), Precondition::None)
@@ -143,7 +159,7 @@ async fn run() {
             let started = Instant::now();
             assert_eq!(plugin.read(&key).await.unwrap().data.len(), size);
             let get = started.elapsed();
-            let native_key = format!("native/{label}");
+            let native_key = format!("native/{size}");
             let started = Instant::now();
             native.send("PUT", &native_key, data.clone()).await;
             let n_put = started.elapsed();
@@ -163,6 +179,19 @@ async fn run() {
         }
         for (op, wasm, native) in [("put", wasm_put, native_put), ("get", wasm_get, native_get)] {
             let (wasm, native) = (median(wasm), median(native));
+            if op == "put" {
+                let mut samples = Vec::new();
+                for _ in 0..rounds {
+                    let started = Instant::now();
+                    let refused = denied.write("x", data.clone(), Precondition::None).await;
+                    assert!(refused.is_err());
+                    samples.push(started.elapsed());
+                }
+                println!(
+                    "| (plugin work before the network, put {label}) | {:.2} ms | | |",
+                    median(samples).as_secs_f64() * 1e3
+                );
+            }
             println!(
                 "| {op} {label} | {:.2} ms | {:.2} ms | {:.2}× |",
                 wasm.as_secs_f64() * 1e3,

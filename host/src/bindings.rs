@@ -15,7 +15,7 @@ wasmtime::component::bindgen!({
 pub(crate) use exports::stateplug::backend::backend as guest;
 pub(crate) use stateplug::backend::types as wit;
 
-/// Adds the host interface (`log`) to a linker.
+/// Adds the host interface (`log`, `set-file-mode`, `sha256`) to a linker.
 pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> crate::Result<()> {
     stateplug::backend::host::add_to_linker::<_, HasSelf<StoreState>>(linker, |state| state)
         .map_err(|e| crate::engine::host_error("linking the host interface", &e))
@@ -24,6 +24,11 @@ pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> crate::Resu
 impl stateplug::backend::types::Host for StoreState {}
 
 impl stateplug::backend::host::Host for StoreState {
+    fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
+        use sha2::Digest;
+        sha2::Sha256::digest(&data).to_vec()
+    }
+
     fn set_file_mode(&mut self, path: String, mode: u32) -> Result<(), String> {
         StoreState::set_file_mode(self, &path, mode)
     }

@@ -96,6 +96,7 @@
 extern crate self as stateplug_sdk;
 
 pub mod fs;
+pub mod hash;
 pub mod locking;
 pub mod log;
 pub mod path;

@@ -16,6 +16,7 @@ use aws_sigv4::sign::v4;
 use stateplug_sdk::{Error, Result, log};
 
 use crate::config::Keys;
+use crate::s3::hex;
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -102,6 +103,11 @@ impl Client {
             credentials,
             max_retries,
         }
+    }
+
+    /// Whether requests are signed (credentials are configured).
+    pub fn signs(&self) -> bool {
+        self.credentials.is_some()
     }
 
     /// Sends `request`, again after a growing pause while `retryable` says so of the answer
@@ -214,7 +220,8 @@ impl Client {
             request.method().as_str(),
             uri,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            SignableBody::Bytes(request.body()),
+            // The payload hash is the costly part of signing a large body: the host computes it.
+            SignableBody::Precomputed(hex(&stateplug_sdk::hash::sha256(request.body()))),
         )
         .map_err(|e| Error::Other(format!("signing {}: {e}", request.uri())))?;
         let (instructions, _signature) = sign(signable, &params)

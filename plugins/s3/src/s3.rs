@@ -76,11 +76,14 @@ impl Bucket {
     /// Writes the object if `precondition` holds (a conditional PUT: atomic in S3) and returns
     /// its new ETag.
     pub async fn put(&self, key: &str, data: &[u8], precondition: &Precondition) -> Result<String> {
-        let md5 = Md5::digest(data);
         let mut request = Request::new("PUT", self.url(key, ""))
-            .header("content-md5", BASE64.encode(md5))
             .header("content-type", "application/octet-stream")
             .body(data.to_vec());
+        // A signed request carries the body's SHA-256, which S3 checks; an anonymous one gets
+        // Content-MD5 instead, so a body damaged on the way is refused either way.
+        if !self.client.signs() {
+            request = request.header("content-md5", BASE64.encode(Md5::digest(data)));
+        }
         request = match precondition {
             Precondition::None => request,
             Precondition::Absent => request.header("if-none-match", "*"),
@@ -106,7 +109,7 @@ impl Bucket {
             // A retried conditional PUT fails its own condition when the first attempt landed
             // but its answer was lost: the object then holds exactly our bytes.
             412 if response.attempts > 1 && self.etag_is_md5() => {
-                let ours = format!("\"{}\"", hex(&md5));
+                let ours = format!("\"{}\"", hex(&Md5::digest(data)));
                 match self.head(key).await? {
                     Some(current) if current == ours => Ok(current),
                     _ => Err(Error::PreconditionFailed),

@@ -97,6 +97,8 @@ extern crate self as stateplug_sdk;
 
 pub mod fs;
 pub mod hash;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod locking;
 pub mod log;
 pub mod path;

@@ -433,6 +433,19 @@ fn allow(hosts: &[&str]) -> Grants {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_sockets_are_refused_even_to_a_granted_address() {
+    let target = Target::start(Answer::Body("secret"));
+    let address = format!("127.0.0.1:{}", target.port);
+    // Granting the address for HTTP does not open sockets: wasi-http is the only way out.
+    let error = attack(hostile("tcp-connect", &address, allow(&[&address])).await).await;
+    assert!(
+        error.to_string().contains("connecting to 127.0.0.1"),
+        "{error}"
+    );
+    assert_eq!(target.connections(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_reaches_a_granted_host() {
     let target = Target::start(Answer::Body("granted answer"));
     let grant = format!("127.0.0.1:{}", target.port);

@@ -28,7 +28,7 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock | tcp-connect",
                 ),
                 ConfigField::optional(
                     "target",
@@ -106,6 +106,19 @@ impl Backend for Hostile {
                 data: format!("{:?}", std::env::vars().collect::<Vec<_>>()).into_bytes(),
                 version: "env".into(),
             }),
+            // A raw socket to `target` (ip:port), bypassing wasi-http and its grant.
+            "tcp-connect" => {
+                let address: std::net::SocketAddr = self
+                    .target
+                    .parse()
+                    .map_err(|_| Error::Other(format!("`{}` is not ip:port", self.target)))?;
+                wstd::runtime::block_on(wstd::net::TcpStream::connect_addr(address))
+                    .map(|_| Object {
+                        data: b"connected".to_vec(),
+                        version: "socket".into(),
+                    })
+                    .map_err(|e| Error::io(format!("connecting to {address}"), e))
+            }
             "http-get" => http_get(&self.target).map(|data| Object {
                 data,
                 version: "fetched".into(),

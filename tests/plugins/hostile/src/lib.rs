@@ -165,37 +165,17 @@ impl Backend for Hostile {
 
 /// GETs `url` and follows redirects wherever they point, as an attacker would.
 fn http_get(url: &str) -> Result<Vec<u8>> {
-    use wstd::http::{Client, Request};
-    wstd::runtime::block_on(async {
-        let client = Client::new();
-        let mut url = url.to_string();
-        for _ in 0..5 {
-            let request = Request::get(&url)
-                .body(wstd::http::Body::empty())
-                .map_err(|e| Error::Other(format!("building the request: {e}")))?;
-            let mut response = client.send(request).await.map_err(|e| {
-                match e.downcast_ref::<wstd::http::error::ErrorCode>() {
-                    Some(wstd::http::error::ErrorCode::HttpRequestDenied) => {
-                        Error::Denied(format!("the host refused a request to {url}"))
-                    }
-                    _ => Error::Unavailable(format!("{url}: {e:#}")),
-                }
-            })?;
-            if let Some(location) = response.headers().get("location")
-                && response.status().is_redirection()
-            {
-                url = location.to_str().unwrap_or_default().to_string();
-                continue;
-            }
-            let body = response
-                .body_mut()
-                .contents()
-                .await
-                .map_err(|e| Error::Unavailable(format!("reading {url}: {e:#}")))?;
-            return Ok(body.to_vec());
+    use stateplug_sdk::http::{Request, block_on, send_with_retries};
+    let mut url = url.to_string();
+    for _ in 0..5 {
+        let request = Request::new("GET", url.clone());
+        let response = block_on(send_with_retries(&request, 0, Ok, |_| false))?;
+        match response.header("location") {
+            Some(location) if (300..400).contains(&response.status) => url = location.into(),
+            _ => return Ok(response.body),
         }
-        Err(Error::Other("too many redirects".into()))
-    })
+    }
+    Err(Error::Other("too many redirects".into()))
 }
 
 impl Hostile {

@@ -165,7 +165,12 @@ impl Runtime {
             // SAFETY: the cache directory belongs to this user and holds only files this
             // function wrote from a successful compilation; wasmtime also checks that the file
             // matches this engine's version and settings and refuses it otherwise.
-            match unsafe { Component::deserialize_file(&self.inner.engine, &file) } {
+            // Read, not mmapped (`deserialize_file`): plugin code loaded through the mmap ran
+            // the s3 plugin's calls up to 2-3x slower (BENCHMARKS.md, Runtime).
+            let loaded = std::fs::read(&file)
+                .map_err(wasmtime::Error::from)
+                .and_then(|bytes| unsafe { Component::deserialize(&self.inner.engine, &bytes) });
+            match loaded {
                 Ok(component) => {
                     // The modification time orders the entries for pruning: mark it used.
                     let _ = std::fs::File::options()

@@ -162,11 +162,11 @@ impl Runtime {
             .hash(&mut settings);
         let file = dir.join(format!("{digest}-{:016x}.cwasm", settings.finish()));
         if file.exists() {
+            // Read, not mmapped (`deserialize_file`): plugin code loaded through the mmap ran
+            // the s3 plugin's calls up to 2-3x slower (BENCHMARKS.md, Runtime).
             // SAFETY: the cache directory belongs to this user and holds only files this
             // function wrote from a successful compilation; wasmtime also checks that the file
             // matches this engine's version and settings and refuses it otherwise.
-            // Read, not mmapped (`deserialize_file`): plugin code loaded through the mmap ran
-            // the s3 plugin's calls up to 2-3x slower (BENCHMARKS.md, Runtime).
             let loaded = std::fs::read(&file)
                 .map_err(wasmtime::Error::from)
                 .and_then(|bytes| unsafe { Component::deserialize(&self.inner.engine, &bytes) });

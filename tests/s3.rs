@@ -374,3 +374,104 @@ fn plugins_check_runs_on_one_empty_bucket_and_refuses_a_used_one() {
         b"precious"
     );
 }
+
+/// moto accepts SSE-C headers and ignores them, so the customer key is checked at the wire:
+/// a real HTTP server on 127.0.0.1 that records each request's head and answers like S3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_key_is_sent_with_every_write_and_read() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = heads.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut head = String::new();
+            while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0usize);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            recorded.lock().unwrap().push(head);
+            let answer = "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: 2\r\n\r\n{}";
+            let _ = reader.get_mut().write_all(answer.as_bytes());
+        }
+    });
+
+    let key = [7u8; 32];
+    let key_b64 = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(key)
+    };
+    let settings: Vec<(String, String)> = [
+        ("bucket", "sse-c-bucket"),
+        ("endpoint", endpoint.as_str()),
+        ("use_path_style", "true"),
+        ("access_key", "test"),
+        ("secret_key", "test"),
+        ("sse_customer_key", key_b64.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let grants = Grants {
+        allow_hosts: HostGrant::from_endpoint(&endpoint).unwrap(),
+        ..Grants::default()
+    };
+    let backend = common::builtin("s3")
+        .await
+        .open(settings, grants)
+        .await
+        .unwrap();
+    backend
+        .write(
+            "default/terraform.tfstate",
+            b"{}".to_vec(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        backend
+            .read("default/terraform.tfstate")
+            .await
+            .unwrap()
+            .data,
+        b"{}"
+    );
+
+    let key_md5 = {
+        use base64::Engine;
+        use md5::Digest;
+        base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(key))
+    };
+    let heads = heads.lock().unwrap();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for (head, method) in heads.iter().zip(["PUT ", "GET "]) {
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with(&method.to_ascii_lowercase()), "{head}");
+        for header in [
+            "x-amz-server-side-encryption-customer-algorithm: aes256".to_string(),
+            format!(
+                "x-amz-server-side-encryption-customer-key: {}",
+                key_b64.to_ascii_lowercase()
+            ),
+            format!(
+                "x-amz-server-side-encryption-customer-key-md5: {}",
+                key_md5.to_ascii_lowercase()
+            ),
+        ] {
+            assert!(head.contains(&header), "{header} missing in:\n{head}");
+        }
+    }
+}

@@ -15,7 +15,6 @@ pub use stateplug_sdk::http::{Request, Response, block_on};
 use stateplug_sdk::{Error, Result};
 
 use crate::config::Keys;
-use crate::s3::hex;
 
 /// Which AWS service a client signs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,7 +114,7 @@ impl Client {
             uri,
             headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             // The payload hash is the costly part of signing a large body: the host computes it.
-            SignableBody::Precomputed(hex(&stateplug_sdk::hash::sha256(request.body()))),
+            SignableBody::Precomputed(hex::encode(stateplug_sdk::hash::sha256(request.body()))),
         )
         .map_err(|e| Error::Other(format!("signing {}: {e}", request.uri())))?;
         let (instructions, _signature) = sign(signable, &params)

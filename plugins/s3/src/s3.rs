@@ -4,6 +4,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use md5::{Digest, Md5};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use stateplug_sdk::{Error, Object, Precondition, Result};
 
 use crate::config::{Encryption, Endpoint, Settings};
@@ -109,7 +110,7 @@ impl Bucket {
             // A retried conditional PUT fails its own condition when the first attempt landed
             // but its answer was lost: the object then holds exactly our bytes.
             412 if response.attempts > 1 && self.etag_is_md5() => {
-                let ours = format!("\"{}\"", hex(&Md5::digest(data)));
+                let ours = format!("\"{}\"", hex::encode(Md5::digest(data)));
                 match self.head(key).await? {
                     Some(current) if current == ours => Ok(current),
                     _ => Err(Error::PreconditionFailed),
@@ -293,21 +294,20 @@ fn etag(response: &Response, key: &str) -> Result<String> {
 }
 
 /// Lowercase hex of a digest.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+/// Everything but unreserved characters is percent-encoded, as SigV4 expects.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// In paths `/` stays as it is.
+const UNRESERVED_AND_SLASH: &AsciiSet = &UNRESERVED.remove(b'/');
 
-/// Percent-encodes everything but unreserved characters (and `/` in paths), as SigV4 expects.
 fn encode(value: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if keep_slash => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
+    let set = if keep_slash {
+        UNRESERVED_AND_SLASH
+    } else {
+        UNRESERVED
+    };
+    utf8_percent_encode(value, set).to_string()
 }

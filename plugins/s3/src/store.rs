@@ -11,7 +11,7 @@ use crate::config::{self, LockMode, Settings};
 use crate::dynamodb::Table;
 use crate::http::block_on;
 use crate::layout::{DEFAULT_WORKSPACE, Entry, Layout, STATE_FILE};
-use crate::s3::{Bucket, hex};
+use crate::s3::Bucket;
 
 /// Paths returned per listing page.
 const PAGE_SIZE: usize = 1000;
@@ -288,7 +288,7 @@ impl S3 {
         let Some(table) = self.digest_table(key) else {
             return;
         };
-        if let Err(e) = table.put_digest(key, &hex(&Md5::digest(data))).await {
+        if let Err(e) = table.put_digest(key, &hex::encode(Md5::digest(data))).await {
             log::warn(&format!(
                 "state `{key}` written, but its digest for Terraform was not: {e}"
             ));

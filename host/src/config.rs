@@ -415,36 +415,34 @@ fn resolve_backend(
     })
 }
 
+/// A list setting: a TOML array, or (from the environment or a flag) a comma-separated string.
+fn list_items(key: &str, value: &toml::Value) -> Result<Vec<toml::Value>> {
+    match value {
+        toml::Value::Array(items) => Ok(items.clone()),
+        toml::Value::String(s) => Ok(s
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| toml::Value::String(s.to_string()))
+            .collect()),
+        other => Err(invalid(format!(
+            "`{key}` must be a list, not {}",
+            other.type_str()
+        ))),
+    }
+}
+
 /// `allow_hosts` is a list of host grants (see [`HostGrant`]); from the environment or a
 /// flag, a comma-separated list.
 fn parse_allow_hosts(value: &toml::Value) -> Result<Vec<HostGrant>> {
-    let entries: Vec<String> = match value {
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|item| {
-                item.as_str().map(str::to_string).ok_or_else(|| {
-                    invalid(format!(
-                        "an `allow_hosts` entry must be a string, not {}",
-                        item.type_str()
-                    ))
-                })
-            })
-            .collect::<Result<_>>()?,
-        toml::Value::String(s) => s
-            .split(',')
-            .filter(|s| !s.trim().is_empty())
-            .map(str::to_string)
-            .collect(),
-        other => {
-            return Err(invalid(format!(
-                "`allow_hosts` must be a list of hosts, not {}",
-                other.type_str()
-            )));
-        }
-    };
-    entries
+    list_items("allow_hosts", value)?
         .iter()
-        .map(|entry| {
+        .map(|item| {
+            let entry = item.as_str().ok_or_else(|| {
+                invalid(format!(
+                    "an `allow_hosts` entry must be a string, not {}",
+                    item.type_str()
+                ))
+            })?;
             entry
                 .parse::<HostGrant>()
                 .map_err(|e| invalid(format!("`allow_hosts`: {e}")))
@@ -467,20 +465,7 @@ fn endpoint_grants(plugin_config: &[(String, String)]) -> Vec<HostGrant> {
 /// `{ host = "...", guest = "/x", read_only = true }`; from the environment or a flag, a
 /// comma-separated list of host paths.
 fn parse_dirs(value: &toml::Value, base: &Path) -> Result<Vec<DirGrant>> {
-    let items: Vec<toml::Value> = match value {
-        toml::Value::Array(items) => items.clone(),
-        toml::Value::String(s) => s
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(|s| toml::Value::String(s.to_string()))
-            .collect(),
-        other => {
-            return Err(invalid(format!(
-                "`dirs` must be a list, not {}",
-                other.type_str()
-            )));
-        }
-    };
+    let items = list_items("dirs", value)?;
     let mut grants: Vec<DirGrant> = Vec::new();
     for item in items {
         let (host, guest, read_only) = match &item {

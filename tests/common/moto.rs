@@ -259,39 +259,13 @@ impl Moto {
 
     /// HeadObject's answer (`ContentLength`, `ETag`, `ServerSideEncryption`, `SSEKMSKeyId`,
     /// `Metadata`, ...; dates as ISO 8601 strings). moto 5.2.5 ignores SSE-C: it neither
-    /// stores nor reports `SSECustomerAlgorithm` (see `head_object_sse_c`).
+    /// stores nor reports `SSECustomerAlgorithm`.
     pub fn head_object(&self, bucket: &str, key: &str) -> Value {
         self.ok(&["head-object", bucket, key], b"")
     }
 
-    /// HeadObject with an SSE-C key (32 bytes) sent along, as real S3 requires for objects
-    /// written with one. On real S3 the answer shows `SSECustomerAlgorithm` and
-    /// `SSECustomerKeyMD5`; moto 5.2.5 does not (it ignores the SSE-C headers entirely).
-    pub fn head_object_sse_c(&self, bucket: &str, key: &str, customer_key: &[u8]) -> Value {
-        let key_b64 = base64::engine::general_purpose::STANDARD.encode(customer_key);
-        self.ok(&["head-object", bucket, key, &key_b64], b"")
-    }
-
-    /// `Ok(head)` or `Err({"Code", "Message", "HTTPStatusCode"})` (404 when absent).
-    pub fn try_head_object(&self, bucket: &str, key: &str) -> Result<Value, Value> {
-        self.s3tool(&["head-object", bucket, key], b"")
-    }
-
-    pub fn object_exists(&self, bucket: &str, key: &str) -> bool {
-        match self.try_head_object(bucket, key) {
-            Ok(_) => true,
-            Err(e) if e["HTTPStatusCode"] == 404 => false,
-            Err(e) => panic!("head-object {bucket}/{key}: {e}"),
-        }
-    }
-
     pub fn get_object(&self, bucket: &str, key: &str) -> Vec<u8> {
         decode_body(&self.ok(&["get-object", bucket, key], b""))
-    }
-
-    pub fn get_object_sse_c(&self, bucket: &str, key: &str, customer_key: &[u8]) -> Vec<u8> {
-        let key_b64 = base64::engine::general_purpose::STANDARD.encode(customer_key);
-        decode_body(&self.ok(&["get-object", bucket, key, &key_b64], b""))
     }
 
     /// PutObject; returns the answer (`ETag`, and `VersionId` on a versioned bucket).
@@ -299,30 +273,9 @@ impl Moto {
         self.ok(&["put-object", bucket, key], body)
     }
 
-    pub fn put_object_sse_c(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: &[u8],
-        customer_key: &[u8],
-    ) -> Value {
-        let key_b64 = base64::engine::general_purpose::STANDARD.encode(customer_key);
-        self.ok(&["put-object", bucket, key, &key_b64], body)
-    }
-
-    pub fn delete_object(&self, bucket: &str, key: &str) {
-        self.ok(&["delete-object", bucket, key], b"");
-    }
-
     /// Every key under `prefix`, in S3's order, following ListObjectsV2 pagination.
     pub fn list_keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        self.list_keys_paged(bucket, prefix, 1000)
-    }
-
-    /// `list_keys` with pages of `page_size` keys (to exercise continuation tokens).
-    pub fn list_keys_paged(&self, bucket: &str, prefix: &str, page_size: u32) -> Vec<String> {
-        serde_json::from_value(self.ok(&["list-keys", bucket, prefix, &page_size.to_string()], b""))
-            .unwrap()
+        serde_json::from_value(self.ok(&["list-keys", bucket, prefix], b"")).unwrap()
     }
 
     /// The item with this `LockID` as plain JSON (`{"LockID": ..., "Info": ...}`), read
@@ -334,15 +287,6 @@ impl Moto {
     /// Puts an item given as plain JSON (strings become `S` attributes).
     pub fn put_item(&self, table: &str, item: &Value) {
         self.ok(&["put-item", table, &item.to_string()], b"");
-    }
-
-    pub fn delete_item(&self, table: &str, lock_id: &str) {
-        self.ok(&["delete-item", table, lock_id], b"");
-    }
-
-    /// Every item of the table, sorted by `LockID`.
-    pub fn scan_items(&self, table: &str) -> Vec<Value> {
-        serde_json::from_value(self.ok(&["scan-items", table], b"")).unwrap()
     }
 }
 
@@ -424,8 +368,6 @@ pub async fn open_s3(endpoint: &str, bucket: &str, extra: &[(&str, &str)]) -> Ba
 /// What Terraform prints (stderr) when the DynamoDB lock is held by someone else; the
 /// holder's LockInfo follows (`ID:        <id>`, `Who:       <who>`, ...).
 pub const TF_S3_LOCK_HELD: &str = "Error: Error acquiring the state lock";
-/// The DynamoDB error quoted in that message (after `Error message: `).
-pub const TF_S3_LOCK_HELD_CAUSE: &str = "ConditionalCheckFailedException";
 /// What Terraform prints when the `-md5` digest in DynamoDB does not match the S3 object,
 /// after retrying for 10 s (fixed in 1.0.3: no setting shortens it).
 pub const TF_S3_BAD_DIGEST: &str = "state data in S3 does not have the expected content";

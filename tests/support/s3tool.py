@@ -12,15 +12,12 @@ clean environment (credentials `test`, region us-east-1).
 Commands:
   create-bucket BUCKET
   create-lock-table TABLE                  hash key LockID (S), PAY_PER_REQUEST
-  head-object BUCKET KEY [SSE_C_KEY_B64]   the HeadObject answer, dates as ISO 8601
-  get-object BUCKET KEY [SSE_C_KEY_B64]    {"body_b64": ...}
-  put-object BUCKET KEY [SSE_C_KEY_B64]    body from stdin (stdin_b64); {"ETag", "VersionId"?}
-  delete-object BUCKET KEY
-  list-keys BUCKET PREFIX [PAGE_SIZE]      every key under PREFIX, following pagination
+  head-object BUCKET KEY                   the HeadObject answer, dates as ISO 8601
+  get-object BUCKET KEY                    {"body_b64": ...}
+  put-object BUCKET KEY                    body from stdin (stdin_b64); {"ETag", "VersionId"?}
+  list-keys BUCKET PREFIX                  every key under PREFIX, following pagination
   get-item TABLE LOCK_ID                   the item as plain JSON, or null
   put-item TABLE ITEM_JSON                 ITEM_JSON: {"LockID": "...", "Info": "..."}
-  delete-item TABLE LOCK_ID
-  scan-items TABLE                         every item as plain JSON, sorted by LockID
 """
 
 import base64
@@ -49,13 +46,6 @@ def plain(value):
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode()
     return value
-
-
-def sse_c(args, index):
-    """SSE-C parameters when a base64 customer key is given at args[index]."""
-    if len(args) <= index:
-        return {}
-    return {"SSECustomerAlgorithm": "AES256", "SSECustomerKey": base64.b64decode(args[index])}
 
 
 class Clients:
@@ -100,20 +90,14 @@ def run(clients, command, args, stdin):
         dynamodb().get_waiter("table_exists").wait(TableName=args[0])
         return {"TableName": args[0]}
     if command == "head-object":
-        return plain(s3().head_object(Bucket=args[0], Key=args[1], **sse_c(args, 2)))
+        return plain(s3().head_object(Bucket=args[0], Key=args[1]))
     if command == "get-object":
-        answer = s3().get_object(Bucket=args[0], Key=args[1], **sse_c(args, 2))
+        answer = s3().get_object(Bucket=args[0], Key=args[1])
         return {"body_b64": base64.b64encode(answer["Body"].read()).decode()}
     if command == "put-object":
-        answer = s3().put_object(Bucket=args[0], Key=args[1], Body=stdin, **sse_c(args, 2))
-        return plain(answer)
-    if command == "delete-object":
-        return plain(s3().delete_object(Bucket=args[0], Key=args[1]))
+        return plain(s3().put_object(Bucket=args[0], Key=args[1], Body=stdin))
     if command == "list-keys":
-        page_size = int(args[2]) if len(args) > 2 else 1000
-        pages = s3().get_paginator("list_objects_v2").paginate(
-            Bucket=args[0], Prefix=args[1], PaginationConfig={"PageSize": page_size}
-        )
+        pages = s3().get_paginator("list_objects_v2").paginate(Bucket=args[0], Prefix=args[1])
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
     if command == "get-item":
         answer = dynamodb().get_item(
@@ -125,17 +109,6 @@ def run(clients, command, args, stdin):
     if command == "put-item":
         item = {k: TypeSerializer().serialize(v) for k, v in json.loads(args[1]).items()}
         return plain(dynamodb().put_item(TableName=args[0], Item=item))
-    if command == "delete-item":
-        key = {"LockID": {"S": args[1]}}
-        return plain(dynamodb().delete_item(TableName=args[0], Key=key))
-    if command == "scan-items":
-        pages = dynamodb().get_paginator("scan").paginate(TableName=args[0], ConsistentRead=True)
-        items = [
-            plain({k: TypeDeserializer().deserialize(v) for k, v in item.items()})
-            for page in pages
-            for item in page["Items"]
-        ]
-        return sorted(items, key=lambda item: item.get("LockID", ""))
     raise ValueError(f"unknown command {command!r}")
 
 

@@ -73,22 +73,20 @@ fn push_then_pull_round_trips_on_the_default_backend() {
     let on_disk = std::fs::read(dir.path().join(".stateplug/state/dev/terraform.tfstate")).unwrap();
     assert_eq!(on_disk, state);
 
-    let from_stdin = stateplug(dir.path(), &["state", "push", "default", "-"], Some(b"{}"));
+    let other = br#"{"version":4,"serial":1,"lineage":"l-2"}"#;
+    let from_stdin = stateplug(dir.path(), &["state", "push", "default", "-"], Some(other));
     assert!(from_stdin.status.success(), "{}", stderr(&from_stdin));
     assert_eq!(
         stateplug(dir.path(), &["state", "pull"], None).stdout,
-        b"{}"
+        other
     );
 }
 
 #[test]
 fn bad_input_is_refused_and_nothing_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let good = stateplug(
-        dir.path(),
-        &["state", "push", "dev", "-"],
-        Some(b"{\"serial\":1}"),
-    );
+    const GOOD: &[u8] = br#"{"version":4,"serial":1,"lineage":"L"}"#;
+    let good = stateplug(dir.path(), &["state", "push", "dev", "-"], Some(GOOD));
     assert!(good.status.success(), "{}", stderr(&good));
 
     let cases: &[(&[&str], &[u8], &str)] = &[
@@ -99,8 +97,23 @@ fn bad_input_is_refused_and_nothing_changes() {
         ),
         (
             &["state", "push", "dev", "-"],
-            b"{\"serial\":0}",
+            br#"{"version":4,"serial":0,"lineage":"L"}"#,
             "serial 0 is lower than the stored serial 1",
+        ),
+        (
+            &["state", "push", "dev", "-"],
+            b"{}",
+            "workspace `dev`: refused: the state has no `version`",
+        ),
+        (
+            &["state", "push", "dev", "-"],
+            br#"{"version":4,"serial":2}"#,
+            "the state has no `lineage`",
+        ),
+        (
+            &["state", "push", "--force", "dev", "-"],
+            br#"{"version":4,"lineage":"other"}"#,
+            "the state has no `serial`",
         ),
         (
             &["state", "rollback", "dev", "7"],
@@ -166,10 +179,7 @@ fn bad_input_is_refused_and_nothing_changes() {
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
 
     let pulled = stateplug(dir.path(), &["state", "pull", "dev"], None);
-    assert_eq!(
-        pulled.stdout, b"{\"serial\":1}",
-        "a refused push changed the state"
-    );
+    assert_eq!(pulled.stdout, GOOD, "a refused push changed the state");
 }
 
 #[test]
@@ -461,4 +471,44 @@ fn inspect_shows_what_a_plugin_would_need() {
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("capabilities: filesystem"), "{text}");
     assert!(text.contains("sha256: "), "{text}");
+}
+
+/// What a hostile plugin says reaches the operator's terminal bounded and escaped: its
+/// error messages (`state pull`) and its description (`plugins inspect`).
+#[test]
+fn a_hostile_plugin_cannot_flood_or_repaint_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = std::path::PathBuf::from(env!("STATEPLUG_TEST_PLUGIN_DIR")).join("hostile.wasm");
+    let hostile = hostile.to_str().unwrap();
+    let pulled = stateplug(
+        dir.path(),
+        &[
+            "--plugin",
+            hostile,
+            "-c",
+            "attack=huge-error",
+            "state",
+            "pull",
+            "ws",
+        ],
+        None,
+    );
+    assert_eq!(pulled.status.code(), Some(1), "{}", stderr(&pulled));
+    let inspected = stateplug(dir.path(), &["plugins", "inspect", hostile], None);
+    assert!(inspected.status.success(), "{}", stderr(&inspected));
+    for (what, text, most) in [
+        ("the error", stderr(&pulled), 3 * 4096),
+        (
+            "the description",
+            String::from_utf8(inspected.stdout).unwrap(),
+            64 << 10,
+        ),
+    ] {
+        assert!(text.len() < most, "{what}: {} bytes", text.len());
+        assert!(
+            !text.contains('\x1b') && !text.contains('\r') && !text.contains('\u{202e}'),
+            "{what} holds raw escapes: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}[2J"), "{what}: {text}");
+    }
 }

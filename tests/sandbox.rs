@@ -498,3 +498,131 @@ async fn a_lock_answer_for_another_workspace_is_refused() {
     let all = backend.list_locks("").await.unwrap();
     assert_eq!(all.len(), 1);
 }
+
+/// What a plugin says reaches logs, answers and terminals only bounded (4 KiB and a marker
+/// per text) and with control characters escaped: no raw ESC, CR, LF or bidirectional
+/// override survives, so a plugin can neither flood, forge a log line nor repaint a screen.
+fn assert_tamed(text: &str, what: &str) {
+    assert!(
+        text.len() <= 2 * stateplug::text::UNTRUSTED_MAX,
+        "{what}: {} bytes got through",
+        text.len()
+    );
+    let raw = text
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'));
+    assert!(raw.is_none(), "{what}: {raw:?} got through raw: {text:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_32_mib_error_message_is_cut_and_escaped() {
+    let error = attack(hostile("huge-error", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Plugin { .. }), "{error:?}");
+    let message = error.to_string();
+    assert_tamed(&message, "the error");
+    assert!(
+        message.contains("\\u{1b}[2J\\u{1b}[31mowned\\r\\nERROR forged line"),
+        "{message}"
+    );
+    assert!(
+        message.contains("bytes in all)"),
+        "not marked as cut: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_quotes_the_plugins_output_escaped() {
+    let error = attack(hostile("loud-panic", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Crashed { .. }), "{error:?}");
+    let message = error.to_string();
+    assert_tamed(&message, "the crash report");
+    assert!(message.contains("it printed: "), "{message}");
+    assert!(message.contains("ERROR forged line"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_full_of_escapes_is_cut_and_escaped_in_every_field() {
+    let backend = hostile("forged-lock", "", Grants::default()).await;
+    let lock = backend
+        .lock_info("ws/terraform.tfstate")
+        .await
+        .unwrap()
+        .unwrap();
+    for (field, text) in [
+        ("ID", &lock.id),
+        ("Operation", &lock.operation),
+        ("Info", &lock.info),
+        ("Who", &lock.who),
+        ("Version", &lock.version),
+        ("Created", &lock.created),
+    ] {
+        assert!(text.len() <= stateplug::text::UNTRUSTED_MAX + 64, "{field}");
+        assert_tamed(text, field);
+    }
+    let refused = backend
+        .lock("ws/terraform.tfstate", stateplug::LockInfo::default())
+        .await
+        .expect_err("the plugin says it is locked");
+    let Error::Locked { holder, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    assert_tamed(&holder.who, "the holder's Who");
+    assert!(refused.to_string().len() < 3 * stateplug::text::UNTRUSTED_MAX);
+    assert_tamed(&refused.to_string(), "the locked error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_version_token_is_refused() {
+    let error = attack(hostile("huge-version", "", Grants::default()).await).await;
+    assert!(matches!(error, Error::Plugin { .. }), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("a version token of 1048576 bytes that is longer than 1024"),
+        "{message}"
+    );
+    assert_tamed(&message, "the error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_text_is_cut_and_escaped() {
+    let plugin = Plugin::from_file(common::runtime(), &common::test_plugin_path("hostile"))
+        .await
+        .unwrap();
+    let paint = plugin
+        .metadata()
+        .config
+        .iter()
+        .find(|field| field.name == "paint")
+        .expect("the hostile plugin declares `paint`");
+    assert_tamed(&paint.description, "a config description");
+    assert!(
+        paint.description.ends_with("bytes in all)"),
+        "{}",
+        paint.description
+    );
+    assert_tamed(paint.default.as_deref().unwrap(), "a config default");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_plugin_cannot_forge_a_log_line() {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let backend = hostile("forged-log", "", Grants::default()).await;
+    assert!(backend.read("x").await.unwrap_err().is_not_found());
+    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let line = logged
+        .lines()
+        .find(|l| l.contains("innocent"))
+        .expect("the plugin's message is logged");
+    assert!(line.contains("owned\\r\\nERROR forged line"), "{line}");
+    assert!(
+        !logged.lines().any(|l| l.starts_with("ERROR forged")),
+        "a forged line: {logged}"
+    );
+    assert_tamed(line, "the log line");
+}

@@ -54,6 +54,19 @@ impl Api {
 
     /// Sends the request exactly as given: no client normalizes `%2e%2e` or `..` away.
     async fn raw(&self, method: &str, path: &str, body: &str) -> (StatusCode, String) {
+        let length = format!("Content-Length: {}\r\n", body.len());
+        self.raw_with(method, path, &length, body).await
+    }
+
+    /// [`Api::raw`] with the given header lines (each ending in CRLF) instead of the body's
+    /// own `Content-Length`, so a request can announce more than it sends.
+    async fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
         use base64::Engine as _;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let address = self.server.url.trim_start_matches("http://");
@@ -61,13 +74,15 @@ impl Api {
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
         let head = format!(
             "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Basic {auth}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
+             {headers}Connection: close\r\n\r\n"
         );
         stream.write_all(head.as_bytes()).await.unwrap();
         stream.write_all(body.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
+        let mut response = Vec::new();
+        // The server may close before it has read what was announced: a reset after the
+        // answer is not an error here.
+        let _ = stream.read_to_end(&mut response).await;
+        let response = String::from_utf8_lossy(&response).into_owned();
         let status: u16 = response[9..12].parse().unwrap();
         let body = response
             .split_once("\r\n\r\n")
@@ -259,23 +274,58 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (
             "POST",
             "/state/ws".into(),
-            "{\"serial\": \"six\"}".into(),
+            "{}".into(),
             StatusCode::CONFLICT,
-            "`serial` is not a whole number",
+            "the state has no `version`",
         ),
         (
             "POST",
             "/state/ws".into(),
-            "{\"serial\": -6}".into(),
+            json!({"version": 4, "serial": 6}).to_string(),
             StatusCode::CONFLICT,
-            "`serial` is not a whole number",
+            "the state has no `lineage`",
         ),
         (
             "POST",
             "/state/ws".into(),
-            "{\"serial\": 6, \"lineage\": 7}".into(),
+            json!({"version": 4, "lineage": "L"}).to_string(),
             StatusCode::CONFLICT,
-            "`lineage` is not a string",
+            "the state has no `serial`",
+        ),
+        (
+            "POST",
+            "/state/ws".into(),
+            json!({"serial": 1, "lineage": "zzz"}).to_string(),
+            StatusCode::CONFLICT,
+            "the state has no `version`",
+        ),
+        (
+            "POST",
+            "/state/ws".into(),
+            json!({"version": 4, "serial": "six", "lineage": "L"}).to_string(),
+            StatusCode::CONFLICT,
+            "`serial` is \"six\", not a whole number",
+        ),
+        (
+            "POST",
+            "/state/ws".into(),
+            json!({"version": 4, "serial": -6, "lineage": "L"}).to_string(),
+            StatusCode::CONFLICT,
+            "`serial` is -6, not a whole number",
+        ),
+        (
+            "POST",
+            "/state/ws".into(),
+            json!({"version": 4, "serial": 6, "lineage": 7}).to_string(),
+            StatusCode::CONFLICT,
+            "`lineage` is 7, not a non-empty string",
+        ),
+        (
+            "POST",
+            "/state/ws".into(),
+            json!({"version": 9, "serial": 6, "lineage": "L"}).to_string(),
+            StatusCode::CONFLICT,
+            "`version` is 9, not 3 or 4",
         ),
         (
             "POST",
@@ -627,4 +677,130 @@ async fn sigterm_lets_a_write_in_flight_finish() {
     let stored =
         std::fs::read_to_string(dir.path().join(".stateplug/state/big/terraform.tfstate")).unwrap();
     assert_eq!(stored, big, "the state on disk is the whole write");
+}
+
+/// Terraform sends `Content-MD5` with every state: a body that does not match it was changed
+/// or cut on the way and is refused; a body announced as over the limit is refused before it
+/// is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_and_size_are_checked_at_the_door() {
+    use base64::Engine as _;
+    use md5::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path());
+    let md5 = |body: &str| base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    let first = state(1, "L", "a");
+    let header = |body: &str, digest: &str| {
+        format!(
+            "Content-Length: {}\r\nContent-MD5: {digest}\r\n",
+            body.len()
+        )
+    };
+
+    let (status, text) = api
+        .raw_with("POST", "/state/ws", &header(&first, &md5(&first)), &first)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(api.state("ws").await, (StatusCode::OK, first.clone()));
+
+    let second = state(2, "L", "b");
+    let cut = &second[..second.len() - 10];
+    let (status, text) = api
+        .raw_with("POST", "/state/ws", &header(cut, &md5(&second)), cut)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains(&format!(
+            "the body's MD5 is {} but its Content-MD5 header says {}",
+            md5(cut),
+            md5(&second)
+        )) && text.contains("nothing was stored"),
+        "{text}"
+    );
+    let (status, text) = api
+        .raw_with(
+            "POST",
+            "/state/ws",
+            &header(&second, "not-base64!"),
+            &second,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("`not-base64!` is not the base64 of a 16-byte MD5"),
+        "{text}"
+    );
+    assert_eq!(api.state("ws").await, (StatusCode::OK, first.clone()));
+
+    // 300 MB announced, nothing sent: the answer must not wait for the body (a server that
+    // waited would leave this request hanging until the guard below fails it).
+    let announced = "Content-Length: 300000000\r\nContent-Type: application/json\r\n";
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        api.raw_with("POST", "/state/ws", announced, ""),
+    )
+    .await
+    .expect("the server waited for a body it will refuse");
+    assert_eq!(answer.0, StatusCode::PAYLOAD_TOO_LARGE, "{}", answer.1);
+    assert!(
+        answer
+            .1
+            .contains("the body is 300000000 bytes, over this server's limit of 65536 bytes"),
+        "{}",
+        answer.1
+    );
+    assert_eq!(api.state("ws").await, (StatusCode::OK, first));
+}
+
+/// A hostile plugin behind the server: its 32 MiB error full of escapes reaches the client
+/// and the log bounded and escaped, and its forged lock holder too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_plugins_words_reach_the_client_bounded_and_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let hostile = std::path::Path::new(env!("STATEPLUG_TEST_PLUGIN_DIR")).join("hostile.wasm");
+    for (attack, method, body, status) in [
+        (
+            "huge-error",
+            "GET",
+            String::new(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ),
+        (
+            "forged-lock",
+            "LOCK",
+            lock_info("mine", "me"),
+            StatusCode::LOCKED,
+        ),
+    ] {
+        std::fs::write(
+            dir.path().join("stateplug.toml"),
+            format!(
+                "[backends.h]\nplugin = {:?}\nattack = \"{attack}\"\n",
+                hostile.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        let server = Server::start(dir.path(), &[]);
+        let response = Client::new()
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                server.state_url("ws"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{attack}");
+        let answer = response.text().await.unwrap();
+        assert!(answer.len() < 64 << 10, "{attack}: {} bytes", answer.len());
+        assert!(
+            !answer.contains('\x1b') && !answer.contains('\r'),
+            "{attack}: {answer:?}"
+        );
+        // JSON escapes control characters itself; the text answer shows them escaped.
+        assert!(
+            answer.contains("\\u{1b}[2J") || answer.contains("\\\\u{1b}[2J"),
+            "{attack}: {answer}"
+        );
+    }
 }

@@ -8,13 +8,13 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Engine, Store, Trap};
 
-use crate::bindings::{self, guest, wit};
+use crate::bindings::{self, guest, lock_from_plugin, wit};
 use crate::engine::EPOCH_TICK;
 use crate::error::{Error, Result, chain};
 use crate::plugin::Plugin;
@@ -24,6 +24,13 @@ use crate::{LockInfo, Object, Page, Precondition};
 /// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
 /// blocked in a host call (where the epoch deadline cannot interrupt it).
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// First pause before a `busy` call is tried again; it doubles up to the maximum.
+const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(1);
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
+
+/// Longest version token accepted from a plugin (ETags and content hashes are tens of bytes).
+const MAX_VERSION_LEN: usize = 1024;
 
 /// How much of a crashed plugin's output is quoted in the error.
 const QUOTED_OUTPUT: usize = 1000;
@@ -76,15 +83,14 @@ impl Backend {
     /// Reads an object.
     pub async fn read(&self, path: &str) -> Result<Object> {
         check_path(path)?;
-        let p = path.to_string();
         let object = self
-            .call(path, move |store, guest, handle| {
+            .call(path, path.to_string(), |store, guest, handle, p| {
                 Box::pin(async move { guest.call_read(store, handle, &p).await })
             })
             .await?;
         Ok(Object {
             data: object.data,
-            version: object.version,
+            version: self.check_version(path, object.version)?,
         })
     }
 
@@ -96,25 +102,46 @@ impl Backend {
         precondition: Precondition,
     ) -> Result<String> {
         check_path(path)?;
-        let p = path.to_string();
-        let precondition = precondition.into();
-        self.call(path, move |store, guest, handle| {
-            Box::pin(async move {
-                guest
-                    .call_write(store, handle, &p, &data, &precondition)
-                    .await
+        let args = (
+            path.to_string(),
+            data,
+            wit::Precondition::from(precondition),
+        );
+        let version = self
+            .call(path, args, |store, guest, handle, args| {
+                Box::pin(async move {
+                    let (p, data, precondition) = &*args;
+                    guest.call_write(store, handle, p, data, precondition).await
+                })
             })
+            .await?;
+        self.check_version(path, version)
+    }
+
+    /// A version token goes back into the plugin, into answers (ETags) and into logs: it must
+    /// be short and printable.
+    fn check_version(&self, path: &str, version: String) -> Result<String> {
+        if version.len() <= MAX_VERSION_LEN && !version.chars().any(char::is_control) {
+            return Ok(version);
+        }
+        Err(Error::Plugin {
+            plugin: self.plugin().name().to_string(),
+            message: format!(
+                "it answered for `{path}` with a version token of {} bytes that is longer than \
+                 {MAX_VERSION_LEN} or holds control characters (`{}`); the answer was discarded \
+                 (a plugin bug, or a hostile plugin)",
+                version.len(),
+                crate::text::bounded(&version, 100)
+            ),
         })
-        .await
     }
 
     /// Deletes an object if `precondition` holds.
     pub async fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
         check_path(path)?;
-        let p = path.to_string();
-        let precondition = precondition.into();
-        self.call(path, move |store, guest, handle| {
-            Box::pin(async move { guest.call_delete(store, handle, &p, &precondition).await })
+        let args = (path.to_string(), wit::Precondition::from(precondition));
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_delete(store, handle, &args.0, &args.1).await })
         })
         .await
     }
@@ -123,11 +150,14 @@ impl Backend {
     pub async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<Page> {
         stateplug_sdk::path::validate_prefix(prefix)
             .map_err(|e| Error::InvalidPath(e.to_string()))?;
-        let p = prefix.to_string();
-        let cursor = cursor.map(str::to_string);
+        let args = (prefix.to_string(), cursor.map(str::to_string));
         let page = self
-            .call(prefix, move |store, guest, handle| {
-                Box::pin(async move { guest.call_list(store, handle, &p, cursor.as_deref()).await })
+            .call(prefix, args, |store, guest, handle, args| {
+                Box::pin(async move {
+                    guest
+                        .call_list(store, handle, &args.0, args.1.as_deref())
+                        .await
+                })
             })
             .await?;
         self.check_answered_paths(prefix, page.paths.iter(), "list")?;
@@ -153,7 +183,7 @@ impl Backend {
                     message: format!(
                         "{call}(`{prefix}`) answered with `{}`, which is not a valid path under \
                          that prefix; the answer was discarded (a plugin bug, or a hostile plugin)",
-                        path.escape_debug()
+                        crate::text::untrusted(path)
                     ),
                 });
             }
@@ -185,8 +215,7 @@ impl Backend {
     /// Whether an object exists.
     pub async fn exists(&self, path: &str) -> Result<bool> {
         check_path(path)?;
-        let p = path.to_string();
-        self.call(path, move |store, guest, handle| {
+        self.call(path, path.to_string(), |store, guest, handle, p| {
             Box::pin(async move { guest.call_exists(store, handle, &p).await })
         })
         .await
@@ -195,10 +224,9 @@ impl Backend {
     /// Takes the lock on `path`; [`Error::Locked`] carries the holder when it is taken.
     pub async fn lock(&self, path: &str, info: LockInfo) -> Result<()> {
         check_path(path)?;
-        let p = path.to_string();
-        let info = info.into();
-        self.call(path, move |store, guest, handle| {
-            Box::pin(async move { guest.call_lock(store, handle, &p, &info).await })
+        let args = (path.to_string(), wit::LockInfo::from(info));
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_lock(store, handle, &args.0, &args.1).await })
         })
         .await
     }
@@ -206,9 +234,9 @@ impl Backend {
     /// Releases the lock on `path` if `id` is the holder's.
     pub async fn unlock(&self, path: &str, id: &str) -> Result<()> {
         check_path(path)?;
-        let (p, id) = (path.to_string(), id.to_string());
-        self.call(path, move |store, guest, handle| {
-            Box::pin(async move { guest.call_unlock(store, handle, &p, &id).await })
+        let args = (path.to_string(), id.to_string());
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_unlock(store, handle, &args.0, &args.1).await })
         })
         .await
     }
@@ -216,29 +244,27 @@ impl Backend {
     /// The lock on `path`, if any.
     pub async fn lock_info(&self, path: &str) -> Result<Option<LockInfo>> {
         check_path(path)?;
-        let p = path.to_string();
         let lock = self
-            .call(path, move |store, guest, handle| {
+            .call(path, path.to_string(), |store, guest, handle, p| {
                 Box::pin(async move { guest.call_lock_info(store, handle, &p).await })
             })
             .await?;
-        Ok(lock.map(Into::into))
+        Ok(lock.map(lock_from_plugin))
     }
 
     /// Every lock on a path starting with `prefix`, sorted by path.
     pub async fn list_locks(&self, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
         stateplug_sdk::path::validate_prefix(prefix)
             .map_err(|e| Error::InvalidPath(e.to_string()))?;
-        let p = prefix.to_string();
         let locks = self
-            .call(prefix, move |store, guest, handle| {
+            .call(prefix, prefix.to_string(), |store, guest, handle, p| {
                 Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
             })
             .await?;
         self.check_answered_paths(prefix, locks.iter().map(|(path, _)| path), "list-locks")?;
         let mut locks: Vec<(String, LockInfo)> = locks
             .into_iter()
-            .map(|(path, lock)| (path, lock.into()))
+            .map(|(path, lock)| (path, lock_from_plugin(lock)))
             .collect();
         locks.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(locks)
@@ -247,26 +273,51 @@ impl Backend {
     /// Breaks the lock on `path` whoever holds it; returns the broken lock.
     pub async fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
         check_path(path)?;
-        let p = path.to_string();
         let lock = self
-            .call(path, move |store, guest, handle| {
+            .call(path, path.to_string(), |store, guest, handle, p| {
                 Box::pin(async move { guest.call_force_unlock(store, handle, &p).await })
             })
             .await?;
-        Ok(lock.map(Into::into))
+        Ok(lock.map(lock_from_plugin))
     }
 
-    /// Runs one contract call on the instance.
-    async fn call<R, F>(&self, path: &str, call: F) -> Result<R>
+    /// Runs one contract call on the instance. A `busy` answer (another writer is changing
+    /// the object right now) is retried after a pause taken outside the instance, so other
+    /// calls run in between; after the call's deadline it becomes [`Error::Unavailable`].
+    async fn call<A, R, F>(&self, path: &str, args: A, call: F) -> Result<R>
     where
-        F: for<'a> FnOnce(
+        A: Send + Sync + 'static,
+        F: for<'a> Fn(
             &'a mut Store<StoreState>,
             guest::GuestStore<'a>,
             ResourceAny,
+            Arc<A>,
         ) -> CallFuture<'a, R>,
     {
-        let outcome = self.inner.run(call).await?;
-        outcome.map_err(|e| contract_error(self.plugin().name(), path, e))
+        let args = Arc::new(args);
+        let started = Instant::now();
+        let mut pause = BUSY_PAUSE_FIRST;
+        loop {
+            match self.inner.run(&call, args.clone()).await? {
+                Err(wit::Error::Busy(_)) if started.elapsed() < self.inner.grants.timeout => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BUSY_PAUSE_MAX);
+                }
+                Err(wit::Error::Busy(message)) => {
+                    return Err(Error::Unavailable {
+                        plugin: self.plugin().name().to_string(),
+                        message: format!(
+                            "`{path}` stayed busy for {:?}: {}; try again",
+                            self.inner.grants.timeout,
+                            crate::text::untrusted(&message)
+                        ),
+                    });
+                }
+                outcome => {
+                    return outcome.map_err(|e| contract_error(self.plugin().name(), path, e));
+                }
+            }
+        }
     }
 }
 
@@ -286,12 +337,13 @@ impl Drop for DiscardUnlessFinished<'_> {
 }
 
 impl Inner {
-    async fn run<R, F>(&self, call: F) -> Result<Result<R, wit::Error>>
+    async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, wit::Error>>
     where
-        F: for<'a> FnOnce(
+        F: for<'a> Fn(
             &'a mut Store<StoreState>,
             guest::GuestStore<'a>,
             ResourceAny,
+            Arc<A>,
         ) -> CallFuture<'a, R>,
     {
         let mut slot = self.live.lock().await;
@@ -314,7 +366,8 @@ impl Inner {
         store.data_mut().log_budget = LOG_BUDGET_PER_CALL;
         let guest = instance.stateplug_backend_backend().store();
         let deadline = self.grants.timeout + TIMEOUT_GRACE;
-        let failure = match tokio::time::timeout(deadline, call(store, guest, *handle)).await {
+        let failure = match tokio::time::timeout(deadline, call(store, guest, *handle, args)).await
+        {
             Ok(Ok(result)) => {
                 guard.armed = false;
                 return Ok(result);
@@ -423,25 +476,43 @@ pub(crate) fn quote_output(output: &str) -> String {
     while !output.is_char_boundary(start) {
         start += 1;
     }
-    format!("; it printed: {}", &output[start..])
+    format!("; it printed: {}", crate::text::untrusted(&output[start..]))
 }
 
-/// Turns a contract error into a host error naming the plugin and the path.
+/// Turns a contract error into a host error naming the plugin and the path. The plugin's
+/// messages are bounded and escaped here, before they can reach a log, an answer or a person.
 fn contract_error(plugin: &str, path: &str, e: wit::Error) -> Error {
     let plugin = plugin.to_string();
     let path = path.to_string();
+    let text = |message: String| crate::text::untrusted(&message).into_owned();
     match e {
         wit::Error::NotFound => Error::NotFound { path },
         wit::Error::Locked(holder) => Error::Locked {
             path,
-            holder: Box::new(holder.into()),
+            holder: Box::new(lock_from_plugin(holder)),
         },
         wit::Error::PreconditionFailed => Error::PreconditionFailed { path },
-        wit::Error::InvalidConfig(message) => Error::InvalidConfig { plugin, message },
-        wit::Error::InvalidPath(message) => Error::InvalidPath(message),
-        wit::Error::Denied(message) => Error::Denied { plugin, message },
-        wit::Error::Unavailable(message) => Error::Unavailable { plugin, message },
-        wit::Error::Other(message) => Error::Plugin { plugin, message },
+        wit::Error::InvalidConfig(message) => Error::InvalidConfig {
+            plugin,
+            message: text(message),
+        },
+        wit::Error::InvalidPath(message) => Error::InvalidPath(text(message)),
+        wit::Error::Denied(message) => Error::Denied {
+            plugin,
+            message: text(message),
+        },
+        wit::Error::Unavailable(message) => Error::Unavailable {
+            plugin,
+            message: text(message),
+        },
+        wit::Error::Other(message) => Error::Plugin {
+            plugin,
+            message: text(message),
+        },
+        wit::Error::Busy(message) => Error::Unavailable {
+            plugin,
+            message: format!("`{path}` is busy: {}", text(message)),
+        },
     }
 }
 

@@ -1,15 +1,16 @@
 //! Generated bindings for the `stateplug:backend` contract, the host side of its imports, and
 //! conversions between the generated types and the SDK types the host API uses.
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker, Resource};
 
-use crate::sandbox::{LOG_MESSAGE_MAX, StoreState};
+use crate::sandbox::{HeldFileLock, LOG_MESSAGE_MAX, StoreState};
 use crate::{LockInfo, Precondition};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "plugin",
     exports: { default: async },
+    with: { "stateplug:backend/host.file-lock": crate::sandbox::HeldFileLock },
 });
 
 pub(crate) use exports::stateplug::backend::backend as guest;
@@ -22,6 +23,20 @@ pub(crate) fn add_host_to_linker(linker: &mut Linker<StoreState>) -> crate::Resu
 }
 
 impl stateplug::backend::types::Host for StoreState {}
+
+impl stateplug::backend::host::HostFileLock for StoreState {
+    fn try_lock(&mut self, path: String) -> Result<Option<Resource<HeldFileLock>>, String> {
+        self.try_lock_file(&path)
+    }
+
+    fn remove(&mut self, lock: Resource<HeldFileLock>) -> Result<(), String> {
+        self.remove_locked_file(&lock)
+    }
+
+    fn drop(&mut self, lock: Resource<HeldFileLock>) -> wasmtime::Result<()> {
+        self.drop_file_lock(lock)
+    }
+}
 
 impl stateplug::backend::host::Host for StoreState {
     fn sha256(&mut self, data: Vec<u8>) -> Vec<u8> {
@@ -40,15 +55,7 @@ impl stateplug::backend::host::Host for StoreState {
             return;
         }
         self.log_budget -= 1;
-        let mut message = message;
-        if message.len() > LOG_MESSAGE_MAX {
-            let mut cut = LOG_MESSAGE_MAX;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("… (truncated)");
-        }
+        let mut message = crate::text::bounded(&message, LOG_MESSAGE_MAX).into_owned();
         if self.log_budget == 0 {
             message.push_str(" (log budget of this call used up: further messages dropped)");
         }
@@ -64,6 +71,23 @@ impl stateplug::backend::host::Host for StoreState {
 }
 
 stateplug_sdk::__same_fields!(wit::LockInfo, LockInfo, { id, operation, info, who, version, created, path, expires });
+
+/// A lock as a plugin reported it, with every text field bounded and escaped: the fields are
+/// shown to people (Terraform prints the holder's `Who` and `Info`), logged, and stored in
+/// force-unlock records.
+pub(crate) fn lock_from_plugin(lock: wit::LockInfo) -> LockInfo {
+    let text = |s: String| crate::text::untrusted(&s).into_owned();
+    LockInfo {
+        id: text(lock.id),
+        operation: text(lock.operation),
+        info: text(lock.info),
+        who: text(lock.who),
+        version: text(lock.version),
+        created: text(lock.created),
+        path: text(lock.path),
+        expires: lock.expires,
+    }
+}
 
 impl From<Precondition> for wit::Precondition {
     fn from(p: Precondition) -> Self {

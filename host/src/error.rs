@@ -19,7 +19,10 @@ pub enum Error {
         path: String,
     },
     /// Held by someone else.
-    #[error("`{path}` is locked by {} (lock id {}, operation {:?}, since {})", holder.who, holder.id, holder.operation, holder.created)]
+    #[error(
+        "`{path}` is locked by {} (lock id {}, operation `{}`, since {})",
+        short(&holder.who), short(&holder.id), short(&holder.operation), short(&holder.created)
+    )]
     Locked {
         /// The path asked for.
         path: String,
@@ -136,6 +139,11 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+}
+
+/// A lock field in a one-line message: the fields come from lock takers and plugins.
+fn short(text: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::bounded(text, 200)
 }
 
 /// Formats a wasmtime error with its chain of causes but without the native backtrace that

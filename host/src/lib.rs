@@ -28,6 +28,7 @@ mod plugin;
 mod sandbox;
 pub mod server;
 pub mod state;
+pub mod text;
 pub mod workspace;
 
 pub use backend::Backend;

@@ -313,6 +313,7 @@ impl PolicyInner {
     /// with its reason for the operator; the plugin sees `HttpRequestDenied`.
     async fn check(&self, scheme: &str, host: &str, port: u16) -> Result<SocketAddr, HttpError> {
         let refuse = |reason: String| {
+            let reason = crate::text::untrusted(&reason);
             tracing::warn!(plugin = %self.plugin, "refused an HTTP request: {reason}");
             HttpError::HttpRequestDenied
         };

@@ -290,22 +290,24 @@ async fn describe(
         .call_describe(&mut store)
         .await
         .map_err(|e| failed("its describe() failed", &e, output.take()))?;
+    // Shown by `plugins list` / `inspect` and in every log line and error about the plugin.
+    let text = |s: String| crate::text::untrusted(&s).into_owned();
     Ok(PluginMetadata {
-        name: m.name,
-        version: m.version,
-        contract_version: m.contract_version,
-        description: m.description,
+        name: text(m.name),
+        version: text(m.version),
+        contract_version: text(m.contract_version),
+        description: text(m.description),
         config: m
             .config
             .into_iter()
             .map(|f| ConfigField {
-                name: f.name,
-                description: f.description,
+                name: text(f.name),
+                description: text(f.description),
                 required: f.required,
                 secret: f.secret,
-                default: f.default,
+                default: f.default.map(text),
             })
             .collect(),
-        features: m.features,
+        features: m.features.into_iter().map(text).collect(),
     })
 }

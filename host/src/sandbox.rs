@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::AsyncWrite;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -32,6 +32,8 @@ const OUTPUT_TAIL: usize = 4096;
 pub(crate) const LOG_BUDGET_PER_CALL: u32 = 1000;
 /// Longest log message kept; longer ones are truncated.
 pub(crate) const LOG_MESSAGE_MAX: usize = 4096;
+/// File locks one instance may hold at once: each is an open file descriptor of the host.
+const MAX_FILE_LOCKS: usize = 64;
 
 /// What one opened backend may use.
 #[derive(Debug, Clone)]
@@ -135,6 +137,7 @@ impl Grants {
             limits,
             output,
             log_budget: LOG_BUDGET_PER_CALL,
+            file_locks: 0,
         })
     }
 }
@@ -151,18 +154,24 @@ pub(crate) struct StoreState {
     pub(crate) output: GuestOutput,
     /// Log messages left for the current call.
     pub(crate) log_budget: u32,
+    /// File locks the instance holds (`host.file-lock`).
+    file_locks: usize,
+}
+
+/// A file a plugin locked through `host.file-lock`. The OS lock lives on `file` and ends when
+/// it is closed: when the plugin drops the resource, or when the instance (its store) goes.
+pub struct HeldFileLock {
+    file: std::fs::File,
+    /// The granted directory and the path inside it, to remove the file.
+    dir: std::fs::File,
+    relative: PathBuf,
 }
 
 impl StoreState {
-    /// Sets a file's permission bits, resolving the plugin's path inside its grants only
-    /// (symlinks and `..` cannot leave the granted directory).
-    pub(crate) fn set_file_mode(&self, path: &str, mode: u32) -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        if mode > 0o777 {
-            return Err(format!(
-                "mode {mode:o} is not a permission mode (at most 0o777)"
-            ));
-        }
+    /// The read-write grant holding the plugin's absolute `path`, opened, and the path inside
+    /// it. Resolution below it goes through cap-primitives, so symlinks and `..` cannot leave
+    /// the granted directory.
+    fn writable_grant<'p>(&self, path: &'p str) -> Result<(std::fs::File, &'p Path), String> {
         let (grant, relative) = self
             .dirs
             .iter()
@@ -177,10 +186,90 @@ impl StoreState {
         let dir =
             cap_primitives::fs::open_ambient_dir(&grant.host, cap_primitives::ambient_authority())
                 .map_err(|e| format!("opening the granted directory: {e}"))?;
+        Ok((dir, Path::new(relative)))
+    }
+
+    /// Sets a file's permission bits inside the plugin's read-write grants.
+    pub(crate) fn set_file_mode(&self, path: &str, mode: u32) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        if mode > 0o777 {
+            return Err(format!(
+                "mode {mode:o} is not a permission mode (at most 0o777)"
+            ));
+        }
+        let (dir, relative) = self.writable_grant(path)?;
         let permissions =
             cap_primitives::fs::Permissions::from_std(std::fs::Permissions::from_mode(mode));
-        cap_primitives::fs::set_permissions(&dir, Path::new(relative), permissions)
+        cap_primitives::fs::set_permissions(&dir, relative, permissions)
             .map_err(|e| format!("`{path}`: {e}"))
+    }
+
+    /// Takes the OS lock on a file inside the read-write grants (created when missing),
+    /// without waiting; `None` while someone else holds it.
+    pub(crate) fn try_lock_file(
+        &mut self,
+        path: &str,
+    ) -> Result<Option<Resource<HeldFileLock>>, String> {
+        use cap_primitives::fs::{FollowSymlinks, MetadataExt as _, OpenOptionsExt as _};
+        use std::os::unix::fs::MetadataExt as _;
+        if self.file_locks >= MAX_FILE_LOCKS {
+            return Err(format!(
+                "the plugin already holds {MAX_FILE_LOCKS} file locks; drop one before taking \
+                 another"
+            ));
+        }
+        let (dir, relative) = self.writable_grant(path)?;
+        let mut options = cap_primitives::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).mode(0o600);
+        // The previous holder may remove the file between our open and our lock: we would
+        // then hold a lock on a file no one else can see. Such a lock is let go and taken
+        // again on what the path names now.
+        for _ in 0..8 {
+            let file = cap_primitives::fs::open(&dir, relative, &options)
+                .map_err(|e| format!("`{path}`: {e}"))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(format!("`{path}`: {e}")),
+            }
+            let held = file.metadata().map_err(|e| format!("`{path}`: {e}"))?;
+            match cap_primitives::fs::stat(&dir, relative, FollowSymlinks::No) {
+                Ok(named) if named.dev() == held.dev() && named.ino() == held.ino() => {
+                    let lock = HeldFileLock {
+                        file,
+                        dir,
+                        relative: relative.to_path_buf(),
+                    };
+                    let resource = self.table.push(lock).map_err(|e| e.to_string())?;
+                    self.file_locks += 1;
+                    return Ok(Some(resource));
+                }
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("`{path}`: {e}")),
+            }
+        }
+        Err(format!(
+            "`{path}` was replaced each time it was locked; another writer keeps removing it"
+        ))
+    }
+
+    /// Deletes a locked file while its lock is held.
+    pub(crate) fn remove_locked_file(
+        &mut self,
+        lock: &Resource<HeldFileLock>,
+    ) -> Result<(), String> {
+        let lock = self.table.get(lock).map_err(|e| e.to_string())?;
+        cap_primitives::fs::remove_file(&lock.dir, &lock.relative)
+            .map_err(|e| format!("removing `{}`: {e}", lock.relative.display()))
+    }
+
+    /// Ends a file lock (closing its file releases the OS lock).
+    pub(crate) fn drop_file_lock(&mut self, lock: Resource<HeldFileLock>) -> wasmtime::Result<()> {
+        let held = self.table.delete(lock)?;
+        drop(held.file);
+        self.file_locks -= 1;
+        Ok(())
     }
 }
 
@@ -238,7 +327,11 @@ impl AsyncWrite for GuestOutput {
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        tracing::debug!(target: "stateplug::plugin_output", "{}", String::from_utf8_lossy(buf).trim_end());
+        tracing::debug!(
+            target: "stateplug::plugin_output",
+            "{}",
+            crate::text::untrusted(String::from_utf8_lossy(buf).trim_end())
+        );
         let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
         tail.extend_from_slice(buf);
         if tail.len() > OUTPUT_TAIL {

@@ -52,6 +52,10 @@ pub fn router(shared: Arc<ServerState>, body_limit: usize) -> Router {
         )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            refuse_announced_oversize,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), authenticate))
         .layer(middleware::from_fn(request_log))
         .with_state(shared)
@@ -110,6 +114,66 @@ async fn authenticate(
         HeaderValue::from_static("Basic realm=\"stateplug\""),
     );
     response
+}
+
+/// A body announced (by `Content-Length`) as over the limit gets 413 before a byte of it is
+/// read; bodies without a length are cut at the limit by `DefaultBodyLimit`.
+async fn refuse_announced_oversize(
+    State(limit): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > limit as u64 => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is {length} bytes, over this server's limit of {limit} bytes; nothing \
+                 was stored (raise `body_limit` in the [server] settings if states this big are \
+                 expected)"
+            ),
+        ),
+        _ => next.run(request).await,
+    }
+}
+
+/// Checks the body against a `Content-MD5` header (Terraform sends one with each state), so a
+/// body changed or cut on the way is refused instead of stored; the error says why.
+fn verify_content_md5(headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
+    use md5::Digest;
+    let Some(header) = headers.get("content-md5") else {
+        return Ok(());
+    };
+    let expected = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v.trim())
+                .ok()
+        })
+        .filter(|digest| digest.len() == 16)
+        .ok_or_else(|| {
+            format!(
+                "the Content-MD5 header `{}` is not the base64 of a 16-byte MD5 digest; nothing \
+                 was stored",
+                crate::text::untrusted(&String::from_utf8_lossy(header.as_bytes()))
+            )
+        })?;
+    let actual = md5::Md5::digest(body);
+    if actual.as_slice() != expected.as_slice() {
+        let encode = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        return Err(format!(
+            "the body's MD5 is {} but its Content-MD5 header says {}: the body was changed or \
+             cut on the way; nothing was stored, send it again",
+            encode(&actual),
+            encode(&expected)
+        ));
+    }
+    Ok(())
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -192,6 +256,9 @@ async fn handle_state(
     let state = &shared.state;
     if let Err(e) = crate::workspace::validate_name(&workspace) {
         return error_response(e);
+    }
+    if let Err(reason) = verify_content_md5(&headers, &body) {
+        return text(StatusCode::BAD_REQUEST, reason);
     }
     let lock_id = query.get("ID").filter(|id| !id.is_empty()).cloned();
     let user = basic_credentials(&headers).map(|(user, _)| user);

@@ -101,32 +101,68 @@ pub struct BrokenLock {
     pub at: String,
 }
 
-/// The facts of a state document the rules look at.
+/// The state format versions the rules accept: Terraform 0.12+ writes 4; older states are 3.
+const STATE_VERSIONS: [u64; 2] = [3, 4];
+
+/// A state document as the rules see it: a Terraform state (`version` 3 or 4 with `serial`
+/// and `lineage`), or OpenTofu's encrypted envelope (its plaintext `serial` and `lineage`
+/// beside `encrypted_data`).
 #[derive(Debug, Clone, PartialEq)]
-struct StateDoc {
+#[doc(hidden)]
+pub struct StateDoc {
     value: Value,
-    serial: Option<u64>,
-    lineage: Option<String>,
-    encrypted: bool,
+    /// The document's serial.
+    pub serial: u64,
+    /// The document's lineage (never empty).
+    pub lineage: String,
+    /// Whether it is OpenTofu's encrypted envelope.
+    pub encrypted: bool,
 }
 
 impl StateDoc {
-    fn parse(data: &[u8]) -> std::result::Result<StateDoc, String> {
+    /// Parses and checks a state document; the error names the missing or wrong field.
+    pub fn parse(data: &[u8]) -> std::result::Result<StateDoc, String> {
+        const SHAPE: &str = "a Terraform state carries `version` (3 or 4), `serial` and \
+                             `lineage`; push the file `terraform state pull` gives";
         let value: Value = serde_json::from_slice(data)
-            .map_err(|e| format!("the state is not valid JSON ({e})"))?;
+            .map_err(|e| format!("the state is not valid JSON ({e}); {SHAPE}"))?;
         let Some(object) = value.as_object() else {
-            return Err("the state is JSON but not an object".into());
-        };
-        let serial = match object.get("serial") {
-            None => None,
-            Some(s) => Some(s.as_u64().ok_or("`serial` is not a whole number")?),
-        };
-        let lineage = match object.get("lineage") {
-            None => None,
-            Some(l) => Some(l.as_str().ok_or("`lineage` is not a string")?.to_string()),
+            return Err(format!("the state is JSON but not an object; {SHAPE}"));
         };
         // OpenTofu's encrypted envelope keeps serial and lineage in plaintext beside it.
         let encrypted = object.contains_key("encrypted_data");
+        if !encrypted {
+            match object.get("version") {
+                None => return Err(format!("the state has no `version`; {SHAPE}")),
+                Some(v) if v.as_u64().is_some_and(|v| STATE_VERSIONS.contains(&v)) => {}
+                Some(v) => {
+                    return Err(format!(
+                        "the state's `version` is {}, not 3 or 4: not a state format this \
+                         server knows; {SHAPE}",
+                        bounded_json(v)
+                    ));
+                }
+            }
+        }
+        let serial = match object.get("serial") {
+            None => return Err(format!("the state has no `serial`; {SHAPE}")),
+            Some(s) => s.as_u64().ok_or_else(|| {
+                format!(
+                    "the state's `serial` is {}, not a whole number; {SHAPE}",
+                    bounded_json(s)
+                )
+            })?,
+        };
+        let lineage = match object.get("lineage") {
+            None => return Err(format!("the state has no `lineage`; {SHAPE}")),
+            Some(Value::String(l)) if !l.is_empty() => l.clone(),
+            Some(l) => {
+                return Err(format!(
+                    "the state's `lineage` is {}, not a non-empty string; {SHAPE}",
+                    bounded_json(l)
+                ));
+            }
+        };
         Ok(StateDoc {
             value,
             serial,
@@ -135,40 +171,47 @@ impl StateDoc {
         })
     }
 
-    /// Whether the state manages anything (an encrypted state is assumed to).
-    fn has_resources(&self) -> bool {
-        self.encrypted
-            || self.value["resources"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty())
-    }
-
     /// Terraform's rules for replacing `self` (stored) by `new`.
-    fn check_replacement(&self, new: &StateDoc) -> std::result::Result<(), String> {
-        if let (Some(stored), Some(incoming)) = (&self.lineage, &new.lineage)
-            && stored != incoming
-        {
+    pub fn check_replacement(&self, new: &StateDoc) -> std::result::Result<(), String> {
+        if self.lineage != new.lineage {
             return Err(format!(
-                "lineage `{incoming}` differs from the stored lineage `{stored}`: this is a \
-                 different state; push with --force to replace it"
+                "lineage `{}` differs from the stored lineage `{}`: this is a different \
+                 state; push with --force to replace it",
+                crate::text::untrusted(&new.lineage),
+                crate::text::untrusted(&self.lineage),
             ));
         }
-        if let (Some(stored), Some(incoming)) = (self.serial, new.serial) {
-            if incoming < stored {
-                return Err(format!(
-                    "serial {incoming} is lower than the stored serial {stored}: this state is \
-                     older than the stored one; pull the current state first"
-                ));
-            }
-            if incoming == stored && self.value != new.value {
-                return Err(format!(
-                    "serial {incoming} equals the stored serial but the content differs: a \
-                     changed state needs a higher serial"
-                ));
-            }
+        if new.serial < self.serial {
+            return Err(format!(
+                "serial {} is lower than the stored serial {}: this state is older than the \
+                 stored one; pull the current state first",
+                new.serial, self.serial
+            ));
+        }
+        if new.serial == self.serial && self.value != new.value {
+            return Err(format!(
+                "serial {} equals the stored serial but the content differs: a changed state \
+                 needs a higher serial",
+                new.serial
+            ));
         }
         Ok(())
     }
+}
+
+/// Whether a stored state manages anything (an encrypted state is assumed to). Read from the
+/// JSON alone, so that a stored document the rules refuse is still protected.
+fn manages_resources(data: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return false;
+    };
+    value.get("encrypted_data").is_some()
+        || value["resources"].as_array().is_some_and(|r| !r.is_empty())
+}
+
+/// A JSON value quoted in an error, cut short when long.
+fn bounded_json(value: &Value) -> String {
+    crate::text::untrusted(&value.to_string()).into_owned()
 }
 
 fn now_ms() -> u64 {
@@ -238,22 +281,28 @@ impl StateStore {
             .await?;
         let current = self.get(workspace).await?;
         let precondition = match &current {
+            Some(current) if options.force => {
+                tracing::warn!(
+                    workspace,
+                    serial = new.serial,
+                    "forced write: lineage and serial rules skipped"
+                );
+                Precondition::VersionIs(current.version.clone())
+            }
             Some(current) => {
-                let stored = StateDoc::parse(&current.data).ok();
-                match (stored, options.force) {
-                    (Some(stored), false) => stored
-                        .check_replacement(&new)
-                        .map_err(|reason| rejected(workspace, reason))?,
-                    (None, false) => tracing::warn!(
+                let stored = StateDoc::parse(&current.data).map_err(|reason| {
+                    rejected(
                         workspace,
-                        "the stored state is not valid JSON; replacing it"
-                    ),
-                    (_, true) => tracing::warn!(
-                        workspace,
-                        serial = new.serial,
-                        "forced write: lineage and serial rules skipped"
-                    ),
-                }
+                        format!(
+                            "the stored state is not a state document the rules can compare \
+                             with ({reason}); replace it with a forced push \
+                             (`stateplug state push --force`), which is logged"
+                        ),
+                    )
+                })?;
+                stored
+                    .check_replacement(&new)
+                    .map_err(|reason| rejected(workspace, reason))?;
                 Precondition::VersionIs(current.version.clone())
             }
             None => Precondition::Absent,
@@ -271,8 +320,7 @@ impl StateStore {
             Err(e) => return Err(e),
         };
         tracing::info!(workspace, serial = new.serial, size, "state stored");
-        self.keep_history(workspace, new.serial.unwrap_or(0), data)
-            .await;
+        self.keep_history(workspace, new.serial, data).await;
         Ok(version)
     }
 
@@ -287,11 +335,7 @@ impl StateStore {
         let Some(current) = self.get(workspace).await? else {
             return Ok(());
         };
-        if !force
-            && StateDoc::parse(&current.data)
-                .map(|s| s.has_resources())
-                .unwrap_or(false)
-        {
+        if !force && manages_resources(&current.data) {
             return Err(rejected(
                 workspace,
                 "the state still manages resources; destroy them first or delete with force",
@@ -424,8 +468,8 @@ impl StateStore {
                 .last()
                 .map(|(_, ms, _)| rfc3339_ms(*ms));
             infos.push(WorkspaceInfo {
-                serial: doc.as_ref().and_then(|d| d.serial),
-                lineage: doc.and_then(|d| d.lineage),
+                serial: doc.as_ref().map(|d| d.serial),
+                lineage: doc.map(|d| d.lineage),
                 size: state.map(|s| s.data.len()).unwrap_or(0),
                 updated: updated.filter(|_| self.options.history > 0),
                 lock: self.lock_info(&name).await?,
@@ -457,7 +501,7 @@ impl StateStore {
             let object = self.backend.read(&path).await?;
             entries.push(HistoryEntry {
                 serial,
-                lineage: StateDoc::parse(&object.data).ok().and_then(|d| d.lineage),
+                lineage: StateDoc::parse(&object.data).ok().map(|d| d.lineage),
                 size: object.data.len(),
                 saved_at: rfc3339_ms(ms),
             });
@@ -494,8 +538,7 @@ impl StateStore {
         }
         let current_serial = match self.get(workspace).await? {
             Some(current) => StateDoc::parse(&current.data)
-                .ok()
-                .and_then(|d| d.serial)
+                .map(|d| d.serial)
                 .unwrap_or(0),
             None => 0,
         };
@@ -611,30 +654,71 @@ mod tests {
                 .unwrap_err()
                 .contains("lower")
         );
-        assert!(envelope.has_resources());
+        assert!(manages_resources(br#"{"encrypted_data":"x"}"#));
     }
 
     #[test]
-    fn malformed_states() {
+    fn only_state_documents_are_accepted() {
+        let refused = [
+            (&b"nope"[..], "not valid JSON"),
+            (b"[1]", "not an object"),
+            (b"{}", "no `version`"),
+            (br#"{"version":4,"lineage":"a"}"#, "no `serial`"),
+            (br#"{"version":4,"serial":3}"#, "no `lineage`"),
+            (
+                br#"{"version":4,"serial":-1,"lineage":"a"}"#,
+                "`serial` is -1",
+            ),
+            (
+                br#"{"version":4,"serial":"3","lineage":"a"}"#,
+                "`serial` is \"3\"",
+            ),
+            (br#"{"version":4,"serial":1,"lineage":7}"#, "`lineage` is 7"),
+            (
+                br#"{"version":4,"serial":1,"lineage":""}"#,
+                "`lineage` is \"\"",
+            ),
+            (
+                br#"{"version":5,"serial":1,"lineage":"a"}"#,
+                "`version` is 5",
+            ),
+            (
+                br#"{"version":"4","serial":1,"lineage":"a"}"#,
+                "`version` is \"4\"",
+            ),
+            (br#"{"encrypted_data":"x","lineage":"a"}"#, "no `serial`"),
+            (br#"{"encrypted_data":"x","serial":1}"#, "no `lineage`"),
+        ];
+        for (json, reason) in refused {
+            let error = StateDoc::parse(json).unwrap_err();
+            assert!(
+                error.contains(reason) && error.contains("`version` (3 or 4)"),
+                "{}: {error}",
+                String::from_utf8_lossy(json)
+            );
+        }
+        for accepted in [
+            &br#"{"version":3,"serial":0,"lineage":"a","modules":[]}"#[..],
+            br#"{"version":4,"serial":7,"lineage":"a"}"#,
+            br#"{"serial":3,"lineage":"a","encrypted_data":"x","encryption_version":"v0"}"#,
+        ] {
+            StateDoc::parse(accepted).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_hostile_field_is_quoted_bounded_and_escaped() {
+        let lineage = format!("\u{1b}[2J{}", "x".repeat(100_000));
+        let json = serde_json::json!({"version": 4, "serial": 1, "lineage": lineage}).to_string();
+        let stored = doc(r#"{"version":4,"serial":1,"lineage":"a"}"#);
+        let error = stored
+            .check_replacement(&StateDoc::parse(json.as_bytes()).unwrap())
+            .unwrap_err();
         assert!(
-            StateDoc::parse(b"nope")
-                .unwrap_err()
-                .contains("not valid JSON")
+            error.len() < 2 * crate::text::UNTRUSTED_MAX,
+            "{}",
+            error.len()
         );
-        assert!(
-            StateDoc::parse(b"[1]")
-                .unwrap_err()
-                .contains("not an object")
-        );
-        assert!(
-            StateDoc::parse(br#"{"serial":-1}"#)
-                .unwrap_err()
-                .contains("`serial`")
-        );
-        assert!(
-            StateDoc::parse(br#"{"lineage":7}"#)
-                .unwrap_err()
-                .contains("`lineage`")
-        );
+        assert!(!error.contains('\x1b'), "{error}");
     }
 }

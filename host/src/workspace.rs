@@ -19,7 +19,7 @@ pub fn validate_name(name: &str) -> Result<()> {
     Err(Error::InvalidPath(format!(
         "workspace name `{}` is not valid: use 1 to 128 letters, digits, `-`, `_` or `.` \
          (and not `.` or `..`)",
-        name.escape_debug()
+        crate::text::bounded(name, 200)
     )))
 }
 

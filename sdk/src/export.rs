@@ -133,6 +133,7 @@ impl From<types::Error> for wit::Error {
             E::InvalidPath(m) => wit::Error::InvalidPath(m),
             E::Denied(m) => wit::Error::Denied(m),
             E::Unavailable(m) => wit::Error::Unavailable(m),
+            E::Busy(m) => wit::Error::Busy(m),
             E::Other(m) => wit::Error::Other(m),
         }
     }

@@ -46,6 +46,9 @@ pub enum Error {
     Denied(String),
     /// A transient failure; retrying may succeed.
     Unavailable(String),
+    /// Another writer is changing the object at this moment; nothing was changed. The host
+    /// retries the call shortly, outside the plugin: return this instead of waiting.
+    Busy(String),
     /// Anything else.
     Other(String),
 }
@@ -80,6 +83,7 @@ impl fmt::Display for Error {
             Error::InvalidPath(m) => write!(f, "invalid path: {m}"),
             Error::Denied(m) => write!(f, "denied: {m}"),
             Error::Unavailable(m) => write!(f, "unavailable: {m}"),
+            Error::Busy(m) => write!(f, "busy: {m}"),
             Error::Other(m) => f.write_str(m),
         }
     }

@@ -5,18 +5,18 @@
 use std::io;
 use std::path::Path;
 
-/// Creates `path`, which must not exist, holding `data`, and syncs it to disk.
-pub fn create_durable(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Replaces the content of the existing file `path` by `data` and syncs it to disk.
+pub fn write_durable(path: &Path, data: &[u8]) -> io::Result<()> {
     #[cfg(target_arch = "wasm32")]
     {
-        wasi::create_durable(path, data)
+        wasi::write_durable(path, data)
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
         use std::io::Write;
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .truncate(true)
             .open(path)?;
         file.write_all(data)?;
         file.sync_all()
@@ -31,7 +31,7 @@ mod wasi {
     use wasip2::filesystem::preopens;
     use wasip2::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 
-    pub fn create_durable(path: &Path, data: &[u8]) -> io::Result<()> {
+    pub fn write_durable(path: &Path, data: &[u8]) -> io::Result<()> {
         let path = path
             .to_str()
             .ok_or_else(|| io::Error::other("the path is not UTF-8"))?;
@@ -53,9 +53,13 @@ mod wasi {
                     format!("{path} is in no granted directory"),
                 )
             })?;
-        let flags = OpenFlags::CREATE | OpenFlags::EXCLUSIVE;
         let file = dir
-            .open_at(PathFlags::empty(), &relative, flags, DescriptorFlags::WRITE)
+            .open_at(
+                PathFlags::empty(),
+                &relative,
+                OpenFlags::TRUNCATE,
+                DescriptorFlags::WRITE,
+            )
             .map_err(to_io)?;
         let mut offset = 0;
         while offset < data.len() {

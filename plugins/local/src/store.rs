@@ -3,28 +3,30 @@
 //! Layout under `root`: every object at `root/<path>`; the plugin's own files under
 //! `root/.stateplug-local/` (`tmp/` for writes in progress, `guards/` for the short
 //! compare-and-swap sections, `backups/<path>/` for old versions).
+//!
+//! Temp files and guards are held with the host's file locks (the OS's `flock`), which end
+//! when their writer ends, however it ends: a guard of a writer that was killed is free at
+//! once, and what killed writers left behind is removed when a store opens. A guard held by a
+//! live writer makes the call answer `busy` at once: the host retries it shortly, so a busy
+//! object never holds up calls for other objects.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::file;
+use stateplug_sdk::fs::{FileLock, set_file_mode};
 use stateplug_sdk::{
     Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
-    check_precondition, fs::set_file_mode, log,
+    check_precondition, log,
 };
 
 /// The plugin's own directory under `root`; no object path may start with it.
 const INTERNAL: &str = ".stateplug-local";
 /// Paths returned per listing page.
 const PAGE_SIZE: usize = 1000;
-/// A guard older than this was left by a writer that died; it is removed. The guarded
-/// section only compares and renames, so a live writer holds it for milliseconds.
-const GUARD_STALE_AFTER: Duration = Duration::from_secs(2);
-/// How long a writer waits for another writer's guard before giving up.
-const GUARD_WAIT: Duration = Duration::from_secs(10);
 
 /// Makes temp file names unique within this instance.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -87,6 +89,7 @@ impl Backend for Local {
             fs::create_dir_all(&dir)
                 .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
+        remove_leftovers(&root.join(INTERNAL));
         let file_mode = config.get("file_mode").unwrap_or("0600");
         let file_mode = u32::from_str_radix(file_mode.trim_start_matches("0o"), 8)
             .ok()
@@ -170,7 +173,7 @@ impl Local {
         fs::create_dir_all(&parent)
             .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
         // All the slow work (writing, fsync) happens before the guarded section.
-        let temp = self.write_temp(data)?;
+        let (temp, _temp_lock) = self.write_temp(data)?;
         let result = self.with_guard(path, || {
             before_commit();
             if precondition == Precondition::Absent {
@@ -218,20 +221,24 @@ impl Local {
         }
     }
 
-    /// Writes `data` to a fresh temp file and makes it durable.
-    fn write_temp(&self, data: &[u8]) -> Result<PathBuf> {
+    /// Writes `data` to a fresh temp file and makes it durable. The temp file stays locked
+    /// while the write lasts, so that a store opening meanwhile knows it is not a leftover.
+    fn write_temp(&self, data: &[u8]) -> Result<(PathBuf, FileLock)> {
         let dir = self.internal("tmp");
         loop {
             let temp = dir.join(unique_name());
-            let written = match file::create_durable(&temp, data) {
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                written => written.map_err(|e| Error::io("writing a temp file", e)),
+            // Taken only when another process picked the same name: pick another.
+            let Some(lock) = FileLock::try_lock(&temp)? else {
+                continue;
             };
-            if let Err(e) = written.and_then(|()| set_file_mode(&temp, self.file_mode)) {
-                let _ = fs::remove_file(&temp);
+            let written = file::write_durable(&temp, data)
+                .map_err(|e| Error::io("writing a temp file", e))
+                .and_then(|()| set_file_mode(&temp, self.file_mode));
+            if let Err(e) = written {
+                let _ = lock.remove();
                 return Err(e);
             }
-            return Ok(temp);
+            return Ok((temp, lock));
         }
     }
 
@@ -259,36 +266,47 @@ impl Local {
         Ok(())
     }
 
-    /// Runs `section` while holding the guard of `path`: an exclusively created file, so that
-    /// compare-and-swap stays atomic between processes sharing the directory.
+    /// Runs `section` while holding the guard of `path`, a locked file, so that
+    /// compare-and-swap stays atomic between instances and processes sharing the directory.
+    /// While another writer holds it, answers `busy` at once (the host retries).
     fn with_guard<T>(&self, path: &str, section: impl FnOnce() -> Result<T>) -> Result<T> {
         let guard = self.internal("guards").join(format!(
             "{:032x}",
             xxhash_rust::xxh3::xxh3_128(path.as_bytes())
         ));
-        let started = SystemTime::now();
-        loop {
-            match OpenOptions::new().write(true).create_new(true).open(&guard) {
-                Ok(_) => break,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    if is_stale(&guard) {
-                        log::warn(&format!("removing a stale write guard of `{path}`"));
-                        let _ = fs::remove_file(&guard);
-                        continue;
-                    }
-                    if started.elapsed().unwrap_or_default() > GUARD_WAIT {
-                        return Err(Error::Unavailable(format!(
-                            "another writer has held `{path}` for over {GUARD_WAIT:?}; try again"
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(e) => return Err(Error::io(format!("guarding `{path}`"), e)),
+        let Some(lock) = FileLock::try_lock(&guard)? else {
+            return Err(Error::Busy(format!(
+                "another writer is changing `{path}` right now"
+            )));
+        };
+        let result = section();
+        // Removed while still locked: one-off paths (history) leave no guard behind.
+        let _ = lock.remove();
+        result
+    }
+}
+
+/// Removes the temp files and guards that writers which ended mid-write left in `internal`:
+/// those whose lock can be taken, since a live writer holds the lock of its own.
+fn remove_leftovers(internal: &Path) {
+    let mut removed = 0;
+    for dir in ["tmp", "guards"] {
+        let Ok(entries) = fs::read_dir(internal.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_file())
+                && let Ok(Some(lock)) = FileLock::try_lock(&entry.path())
+                && lock.remove().is_ok()
+            {
+                removed += 1;
             }
         }
-        let result = section();
-        let _ = fs::remove_file(&guard);
-        result
+    }
+    if removed > 0 {
+        log::info(&format!(
+            "removed {removed} temp files and guards left by writers that ended mid-write"
+        ));
     }
 }
 
@@ -298,13 +316,6 @@ fn version_of(data: &[u8]) -> String {
 
 fn is_internal(path: &str) -> bool {
     path == INTERNAL || path.starts_with(&format!("{INTERNAL}/"))
-}
-
-fn is_stale(guard: &Path) -> bool {
-    fs::metadata(guard)
-        .and_then(|m| m.modified())
-        .map(|t| t.elapsed().unwrap_or_default() > GUARD_STALE_AFTER)
-        .unwrap_or(false)
 }
 
 /// `<unix nanos, zero-padded>-<counter>`: sortable by age, unique within the instance; the

@@ -19,6 +19,9 @@ pub struct Hostile {
 /// The only version token `stuck-version` ever reports.
 const STUCK: &str = "always-the-same";
 
+/// Text that would clear an operator's terminal, forge a log line and flip what follows.
+const PAINT: &str = "\x1b[2J\x1b[31mowned\r\nERROR forged line\u{202e}";
+
 impl Backend for Hostile {
     fn metadata() -> Metadata {
         Metadata {
@@ -28,13 +31,16 @@ impl Backend for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock | tcp-connect",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock | tcp-connect | huge-error | forged-log | loud-panic | huge-version | forged-lock",
                 ),
                 ConfigField::optional(
                     "target",
                     "file the read-file and chmod attacks aim at; URL for http-get",
                 )
                 .default_value(""),
+                // What `plugins inspect` shows must not repaint the operator's terminal.
+                ConfigField::optional("paint", &format!("{PAINT}{}", "x".repeat(10_000)))
+                    .default_value(PAINT),
             ],
             features: vec![],
         }
@@ -79,6 +85,20 @@ impl Backend for Hostile {
                 version: recurse(1).to_string(),
             }),
             "panic" => panic!("hostile plugin panics on purpose"),
+            // A 32 MiB error message full of terminal escapes and line breaks.
+            "huge-error" => Err(Error::Other(PAINT.repeat((32 << 20) / PAINT.len()))),
+            "forged-log" => {
+                stateplug_sdk::log::error(&format!("innocent{PAINT}"));
+                Err(Error::NotFound)
+            }
+            "loud-panic" => {
+                eprintln!("{}", PAINT.repeat(1000));
+                panic!("{PAINT}")
+            }
+            "huge-version" => Ok(Object {
+                data: Vec::new(),
+                version: "v".repeat(1 << 20),
+            }),
             // Answers with a 1 GiB object: it has to exist in linear memory first.
             "huge" => Ok(Object {
                 data: vec![7u8; 1 << 30],
@@ -149,12 +169,19 @@ impl Backend for Hostile {
         Ok(Page::from_sorted(matching, cursor, 1000))
     }
 
-    fn lock(&self, _: &str, _: LockInfo) -> Result<()> {
+    fn lock(&self, path: &str, _: LockInfo) -> Result<()> {
+        if self.attack == "forged-lock" {
+            return Err(Error::Locked(Box::new(forged_lock(path))));
+        }
         Ok(())
     }
 
     /// `foreign-lock`: whatever path is asked about, answers with another workspace's lock.
-    fn lock_info(&self, _: &str) -> Result<Option<LockInfo>> {
+    /// `forged-lock`: a lock whose every field is huge and full of terminal escapes.
+    fn lock_info(&self, path: &str) -> Result<Option<LockInfo>> {
+        if self.attack == "forged-lock" {
+            return Ok(Some(forged_lock(path)));
+        }
         Ok(self.foreign_lock().map(|(_, lock)| lock))
     }
 
@@ -189,6 +216,21 @@ impl Hostile {
             };
             (path, lock)
         })
+    }
+}
+
+/// A lock whose every text field is 3 MB of terminal escapes and line breaks.
+fn forged_lock(path: &str) -> LockInfo {
+    let paint = PAINT.repeat(100_000);
+    LockInfo {
+        id: paint.clone(),
+        operation: paint.clone(),
+        info: paint.clone(),
+        who: paint.clone(),
+        version: paint.clone(),
+        created: paint,
+        path: path.to_string(),
+        expires: None,
     }
 }
 

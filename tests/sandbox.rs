@@ -261,8 +261,9 @@ impl std::io::Write for LogSink {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_log_flood_is_cut_to_the_budget() {
+/// What the host logs while the attack (a `read` answering `not-found` at the end) runs; the
+/// caller's runtime must be single-threaded, so that the log capture sees every line.
+async fn logged_by(attack: &str) -> String {
     let sink = LogSink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -270,10 +271,15 @@ async fn a_log_flood_is_cut_to_the_budget() {
         .with_ansi(false)
         .finish();
     let _default = tracing::subscriber::set_default(subscriber);
-    let backend = hostile("log-flood", "", Grants::default()).await;
-    // 100,000 messages of 12 KB each: the call completes, and the host keeps 1000 of 4 KiB.
+    let backend = hostile(attack, "", Grants::default()).await;
     assert!(backend.read("x").await.unwrap_err().is_not_found());
-    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_log_flood_is_cut_to_the_budget() {
+    // 100,000 messages of 12 KB each: the call completes, and the host keeps 1000 of 4 KiB.
+    let logged = logged_by("log-flood").await;
     let lines: Vec<&str> = logged
         .lines()
         .filter(|l| l.contains("flood flood"))
@@ -605,16 +611,7 @@ async fn describe_text_is_cut_and_escaped() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_plugin_cannot_forge_a_log_line() {
-    let sink = LogSink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
-    let backend = hostile("forged-log", "", Grants::default()).await;
-    assert!(backend.read("x").await.unwrap_err().is_not_found());
-    let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let logged = logged_by("forged-log").await;
     let line = logged
         .lines()
         .find(|l| l.contains("innocent"))

@@ -23,6 +23,8 @@ pub mod config;
 pub mod conformance;
 mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod network;
 mod plugin;
 mod sandbox;

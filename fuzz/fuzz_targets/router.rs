@@ -1,0 +1,4 @@
+//! The `router` target; the harness is `stateplug::fuzzing::router` (host/src/fuzzing.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| stateplug::fuzzing::router(data));

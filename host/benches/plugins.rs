@@ -105,13 +105,21 @@ fn benches(c: &mut Criterion) {
     // process start to first call, with the compiled cache warm (the loads above filled it)
     let dir = tempfile::tempdir().unwrap();
     let binary = env!("CARGO_BIN_EXE_stateplug");
-    std::fs::write(dir.path().join("s.json"), b"{\"serial\":1}").unwrap();
+    std::fs::write(
+        dir.path().join("s.json"),
+        br#"{"version":4,"serial":1,"lineage":"bench"}"#,
+    )
+    .unwrap();
     let pushed = Command::new(binary)
         .args(["state", "push", "default", "s.json"])
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert!(pushed.status.success());
+    assert!(
+        pushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
     let mut group = c.benchmark_group("process");
     group.sample_size(30);
     group.bench_function("start-to-first-call", |b| {

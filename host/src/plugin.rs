@@ -109,9 +109,10 @@ impl Plugin {
         wasm: &[u8],
         source: PluginSource,
     ) -> Result<Plugin> {
+        // The reasons quote the binary (import names, its contract section): untrusted text.
         let load_error = |reason: String| Error::Load {
             source_name: source.to_string(),
-            reason,
+            reason: crate::text::untrusted(&reason).into_owned(),
         };
         match wasm.get(..8) {
             Some(header) if header == COMPONENT_HEADER => {}
@@ -275,7 +276,7 @@ async fn describe(
         source_name: source.to_string(),
         reason: format!(
             "{what}: {}{}",
-            chain(e),
+            crate::text::untrusted(&chain(e)),
             crate::backend::quote_output(&output)
         ),
     };

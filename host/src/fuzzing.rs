@@ -168,14 +168,51 @@ fn parse_checked(data: &[u8]) -> Option<StateDoc> {
                 "a state cannot replace itself"
             );
             // The same document written out again (as Terraform would) is the same document.
+            // Known issue 1 (reported, see FUZZING.md): without serde_json's `float_roundtrip`,
+            // a non-integer number can read back as a neighbouring float, so whole-document
+            // equality is checked only for documents without one.
+            // Known issue 2 (reported): with serde_json's `raw_value` (enabled by axum), an
+            // object whose first key is serde_json's private RawValue token does not parse, and
+            // writing out sorts keys, so documents holding that key are left out.
+            if has_serde_token(&value) {
+                return Some(doc);
+            }
             let again = serde_json::to_vec(&value).expect("a JSON value serializes");
-            assert_eq!(StateDoc::parse(&again).as_ref(), Ok(&doc));
+            let reread = StateDoc::parse(&again).expect("a state written out again parses");
+            assert_eq!(
+                (reread.serial, &reread.lineage, reread.encrypted),
+                (doc.serial, &doc.lineage, doc.encrypted)
+            );
+            if !has_float(&value) {
+                assert_eq!(reread, doc, "{}", String::from_utf8_lossy(&again));
+            }
             Some(doc)
         }
         Err(e) => {
             check_state_error(&e);
             None
         }
+    }
+}
+
+/// Whether `value` holds a number that is not an integer (or is one too large for 64 bits).
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(fields) => fields.values().any(has_float),
+        _ => false,
+    }
+}
+
+/// Whether an object key of `value` is one of serde_json's private tokens.
+fn has_serde_token(value: &Value) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(has_serde_token),
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, v)| key.starts_with("$serde_json::private::") || has_serde_token(v)),
+        _ => false,
     }
 }
 

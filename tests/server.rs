@@ -470,6 +470,13 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         (
             "LOCK",
             "/state/ws".into(),
+            lock_info("id-\u{1}", "x"),
+            StatusCode::BAD_REQUEST,
+            "is not a usable id",
+        ),
+        (
+            "LOCK",
+            "/state/ws".into(),
             "{\"ID\": 5}".into(),
             StatusCode::BAD_REQUEST,
             "not Terraform LockInfo JSON",

@@ -78,7 +78,13 @@ stateplug_sdk::__same_fields!(wit::LockInfo, LockInfo, { id, operation, info, wh
 pub(crate) fn lock_from_plugin(lock: wit::LockInfo) -> LockInfo {
     let text = |s: String| crate::text::untrusted(&s).into_owned();
     LockInfo {
-        id: text(lock.id),
+        // The id is compared with the one a writer holds: kept as it is when it is a lock id
+        // the host could have given (`state::check_lock_id`), so the holder is recognised.
+        id: if crate::state::check_lock_id(&lock.id).is_ok() {
+            lock.id
+        } else {
+            text(lock.id)
+        },
         operation: text(lock.operation),
         info: text(lock.info),
         who: text(lock.who),

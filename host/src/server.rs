@@ -128,17 +128,41 @@ async fn refuse_announced_oversize(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     match announced {
-        Some(length) if length > limit as u64 => text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body is {length} bytes, over this server's limit of {limit} bytes; nothing \
+        Some(length) if length > limit as u64 => {
+            linger(request.into_body()).await;
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is {length} bytes, over this server's limit of {limit} bytes; nothing \
                  was stored (raise `body_limit` in the [server] settings if states this big are \
                  expected)"
-            ),
-        ),
+                ),
+            )
+        }
         _ => next.run(request).await,
     }
 }
+
+/// Reads and drops what a refused client sends first, at most [`LINGER_BYTES`] or for
+/// [`LINGER_TIME`]: a client that sends its body anyway then reads the answer, where closing
+/// on unread data would reset the connection under it.
+async fn linger(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut read = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while read < LINGER_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+const LINGER_BYTES: usize = 1 << 20;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Checks the body against a `Content-MD5` header (Terraform sends one with each state), so a
 /// body changed or cut on the way is refused instead of stored; the error says why.

@@ -209,6 +209,26 @@ fn manages_resources(data: &[u8]) -> bool {
         || value["resources"].as_array().is_some_and(|r| !r.is_empty())
 }
 
+/// Longest lock id accepted (Terraform's are 36-byte UUIDs).
+pub const MAX_LOCK_ID: usize = 1024;
+
+/// A lock id is an identifier, compared byte for byte and shown to people: 1 to
+/// [`MAX_LOCK_ID`] bytes without control characters.
+pub fn check_lock_id(id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidInput("the lock has no ID".into()));
+    }
+    if id.len() > MAX_LOCK_ID || id.chars().any(char::is_control) {
+        return Err(Error::InvalidInput(format!(
+            "the lock ID `{}` ({} bytes) is not a usable id: give 1 to {MAX_LOCK_ID} bytes \
+             without control characters (Terraform sends a UUID)",
+            crate::text::bounded(id, 100),
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A JSON value quoted in an error, cut short when long.
 fn bounded_json(value: &Value) -> String {
     crate::text::untrusted(&value.to_string()).into_owned()
@@ -357,9 +377,7 @@ impl StateStore {
     /// Locks a workspace. A lock without expiry gets the configured `lock_ttl`.
     pub async fn lock(&self, workspace: &str, mut info: LockInfo) -> Result<LockInfo> {
         let path = workspace::state_path(workspace)?;
-        if info.id.is_empty() {
-            return Err(Error::InvalidInput("the lock has no ID".into()));
-        }
+        check_lock_id(&info.id)?;
         // Terraform parses `Created` of any lock it meets (an S3/DynamoDB lock taken by
         // stateplug included) and fails on an empty one.
         if info.created.is_empty() {

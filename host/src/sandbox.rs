@@ -30,8 +30,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const OUTPUT_TAIL: usize = 4096;
 /// Log messages a plugin may send per call before the host drops the rest.
 pub(crate) const LOG_BUDGET_PER_CALL: u32 = 1000;
-/// Longest log message kept; longer ones are truncated.
-pub(crate) const LOG_MESSAGE_MAX: usize = 4096;
 /// File locks one instance may hold at once: each is an open file descriptor of the host.
 const MAX_FILE_LOCKS: usize = 64;
 

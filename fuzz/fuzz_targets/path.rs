@@ -1,4 +1,4 @@
-//! The `path` target; the harness is `stateplug::fuzzing::path` (host/src/fuzzing.rs).
+//! The `path` target; the harness is `stateplug::fuzzing::path` (host/stateplug/src/fuzzing.rs).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| stateplug::fuzzing::path(data));

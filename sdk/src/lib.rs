@@ -99,9 +99,11 @@ pub mod fs;
 pub mod hash;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod layout;
 pub mod locking;
 pub mod log;
 pub mod path;
+pub mod text;
 mod types;
 
 #[cfg(target_arch = "wasm32")]

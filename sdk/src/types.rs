@@ -196,6 +196,20 @@ impl LockInfo {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
+    /// Who holds the lock, in one line for an error message: `WHO (lock id ID, operation
+    /// `OP`, since CREATED)`, each field bounded and escaped (lock fields come from lock
+    /// takers and plugins).
+    pub fn holder(&self) -> String {
+        let short = |text: &str| crate::text::bounded(text, 200).into_owned();
+        format!(
+            "{} (lock id {}, operation `{}`, since {})",
+            short(&self.who),
+            short(&self.id),
+            short(&self.operation),
+            short(&self.created)
+        )
+    }
+
     /// The current time in RFC 3339, for [`LockInfo::created`].
     pub fn now_rfc3339() -> String {
         humantime::format_rfc3339_millis(SystemTime::now()).to_string()

@@ -5,13 +5,9 @@
 //! `<workspace_key_prefix>/<ws>/<key>`. Every other path `p` is `<prefix>p`. The lock object of
 //! any path is its key plus `.tflock` (Terraform 1.10+ lock files).
 
+use stateplug_sdk::layout::{DEFAULT_WORKSPACE, STATE_FILE, state_path, workspace_of_state};
 use stateplug_sdk::path::{self, LOCK_SUFFIX};
 use stateplug_sdk::{Error, Result};
-
-/// The file name of a workspace's state (see the host's `workspace.rs`).
-pub const STATE_FILE: &str = "terraform.tfstate";
-/// The workspace whose state lives at `key` itself.
-pub const DEFAULT_WORKSPACE: &str = "default";
 
 /// The key mapping of one configured store.
 #[derive(Debug, Clone)]
@@ -115,7 +111,7 @@ impl Layout {
         if let Some(base) = path.strip_suffix(LOCK_SUFFIX) {
             return format!("{}{LOCK_SUFFIX}", self.object_key(base));
         }
-        match state_workspace(path) {
+        match workspace_of_state(path) {
             Some(DEFAULT_WORKSPACE) => self.key.clone(),
             Some(ws) => format!("{}/{ws}/{}", self.workspace_key_prefix, self.key),
             None => format!("{}{path}", self.prefix),
@@ -134,14 +130,14 @@ impl Layout {
             None => (key, false),
         };
         let path = if base == self.key {
-            format!("{DEFAULT_WORKSPACE}/{STATE_FILE}")
+            state_path(DEFAULT_WORKSPACE)
         } else if let Some(ws) = self.workspace_of(base) {
-            format!("{ws}/{STATE_FILE}")
+            state_path(ws)
         } else {
             let path = base.strip_prefix(&self.prefix)?;
             // A state path stored under `prefix` (written by hand) would shadow nothing we
             // read; an invalid one could not be addressed. Neither is ours.
-            if state_workspace(path).is_some() || path::validate(path).is_err() {
+            if workspace_of_state(path).is_some() || path::validate(path).is_err() {
                 return None;
             }
             path.to_string()
@@ -182,13 +178,6 @@ impl Layout {
     }
 }
 
-/// The workspace of a logical state path `<ws>/terraform.tfstate`.
-fn state_workspace(path: &str) -> Option<&str> {
-    let (ws, file) = path.split_once('/')?;
-    (file == STATE_FILE && !ws.is_empty()).then_some(ws)
-}
-
-// Run with `cargo test -p stateplug-plugin-s3 --lib` (the crate is left out of workspace tests).
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,8 +10,9 @@ use stateplug_sdk::{
 use crate::config::{self, LockMode, Settings};
 use crate::dynamodb::Table;
 use crate::http::block_on;
-use crate::layout::{DEFAULT_WORKSPACE, Entry, Layout, STATE_FILE};
+use crate::layout::{Entry, Layout};
 use crate::s3::Bucket;
+use stateplug_sdk::layout::{DEFAULT_WORKSPACE, state_path};
 
 /// Paths returned per listing page.
 const PAGE_SIZE: usize = 1000;
@@ -220,7 +221,7 @@ impl S3 {
             .await?;
         if let Some(scan) = self.layout.state_scan(prefix) {
             if scan.default {
-                let mut path = format!("{DEFAULT_WORKSPACE}/{STATE_FILE}");
+                let mut path = state_path(DEFAULT_WORKSPACE);
                 if locks {
                     path = lock_path(&path);
                 }

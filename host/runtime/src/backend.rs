@@ -1,0 +1,451 @@
+//! An opened backend: one long-lived sandboxed instance of a plugin, called asynchronously.
+//!
+//! Calls to one backend are serialized (a plugin is single-threaded). A call that traps,
+//! panics, runs out of memory, passes its deadline, or is abandoned by its caller half-way
+//! throws the instance away; the next call instantiates a fresh one and opens the store again.
+//! (Callers that must not abandon a write, like the HTTP server, run it in a task of its own.)
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stateplug_sdk::{LockInfo, Object, Page, Precondition};
+use tokio::sync::Mutex;
+use wasmtime::Store;
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::{self, contract, guest};
+use crate::contract::{error_from_plugin, lock_from_plugin, version_from_plugin};
+use crate::crash::crashed;
+use crate::error::{Error, Result};
+use crate::grants::Grants;
+use crate::plugin::Plugin;
+use crate::store_data::{LOG_BUDGET_PER_CALL, StoreData, deadline_ticks, new_store};
+
+/// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
+/// blocked in a host call (where the epoch deadline cannot interrupt it).
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+/// First pause before a `busy` call is tried again; it doubles up to the maximum.
+const BUSY_PAUSE_FIRST: Duration = Duration::from_millis(1);
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
+
+type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, contract::Error>>> + Send + 'a>>;
+
+/// An opened backend. Cheap to clone; clones share the instance.
+#[derive(Clone)]
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plugin: Plugin,
+    config: Vec<(String, String)>,
+    grants: Grants,
+    live: Mutex<Option<Live>>,
+}
+
+/// A running instance with its store opened.
+struct Live {
+    store: Store<StoreData>,
+    instance: bindings::Plugin,
+    handle: ResourceAny,
+}
+
+impl Plugin {
+    /// Opens a backend: a fresh sandboxed instance with `grants`, its store opened with
+    /// `config`. Configuration errors surface here.
+    pub async fn open(&self, config: Vec<(String, String)>, grants: Grants) -> Result<Backend> {
+        let plugin = self.clone();
+        let live = Live::start(&plugin, &config, &grants).await?;
+        Ok(Backend {
+            inner: Arc::new(Inner {
+                plugin,
+                config,
+                grants,
+                live: Mutex::new(Some(live)),
+            }),
+        })
+    }
+}
+
+impl Backend {
+    /// The plugin this backend runs.
+    pub fn plugin(&self) -> &Plugin {
+        &self.inner.plugin
+    }
+
+    /// Reads an object.
+    pub async fn read(&self, path: &str) -> Result<Object> {
+        check_path(path)?;
+        let object = self
+            .call(path, path.to_string(), |store, guest, handle, p| {
+                Box::pin(async move { guest.call_read(store, handle, &p).await })
+            })
+            .await?;
+        Ok(Object {
+            data: object.data,
+            version: self.check_version(path, object.version)?,
+        })
+    }
+
+    /// Writes an object if `precondition` holds; returns the new version token.
+    pub async fn write(
+        &self,
+        path: &str,
+        data: Vec<u8>,
+        precondition: Precondition,
+    ) -> Result<String> {
+        check_path(path)?;
+        let args = (
+            path.to_string(),
+            data,
+            contract::Precondition::from(precondition),
+        );
+        let version = self
+            .call(path, args, |store, guest, handle, args| {
+                Box::pin(async move {
+                    let (p, data, precondition) = &*args;
+                    guest.call_write(store, handle, p, data, precondition).await
+                })
+            })
+            .await?;
+        self.check_version(path, version)
+    }
+
+    fn check_version(&self, path: &str, version: String) -> Result<String> {
+        version_from_plugin(self.plugin().name(), path, version)
+    }
+
+    /// Deletes an object if `precondition` holds.
+    pub async fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
+        check_path(path)?;
+        let args = (path.to_string(), contract::Precondition::from(precondition));
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_delete(store, handle, &args.0, &args.1).await })
+        })
+        .await
+    }
+
+    /// One page of the paths that start with `prefix`.
+    pub async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<Page> {
+        stateplug_sdk::path::validate_prefix(prefix)
+            .map_err(|e| Error::InvalidPath(e.to_string()))?;
+        let args = (prefix.to_string(), cursor.map(str::to_string));
+        let page = self
+            .call(prefix, args, |store, guest, handle, args| {
+                Box::pin(async move {
+                    guest
+                        .call_list(store, handle, &args.0, args.1.as_deref())
+                        .await
+                })
+            })
+            .await?;
+        self.check_answered_paths(prefix, page.paths.iter(), "list")?;
+        Ok(Page {
+            paths: page.paths,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// A plugin may only answer a listing with paths under the prefix asked for: a lock or
+    /// object of another workspace slipped into the answer would be shown (or acted on) as if
+    /// it belonged to the one asked about.
+    fn check_answered_paths<'p>(
+        &self,
+        prefix: &str,
+        paths: impl IntoIterator<Item = &'p String>,
+        call: &str,
+    ) -> Result<()> {
+        for path in paths {
+            if !path.starts_with(prefix) || check_path(path).is_err() {
+                return Err(Error::Plugin {
+                    plugin: self.plugin().name().to_string(),
+                    message: format!(
+                        "{call}(`{prefix}`) answered with `{}`, which is not a valid path under \
+                         that prefix; the answer was discarded (a plugin bug, or a hostile plugin)",
+                        stateplug_sdk::text::untrusted(path)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every path that starts with `prefix`, following the pages.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut paths = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self.list(prefix, cursor.as_deref()).await?;
+            paths.extend(page.paths);
+            match page.next_cursor {
+                // A cursor that does not move would loop forever: a plugin bug.
+                Some(next) if Some(&next) == cursor.as_ref() => {
+                    return Err(Error::Plugin {
+                        plugin: self.plugin().name().to_string(),
+                        message: format!("listing `{prefix}` returned the same cursor twice"),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+                None => return Ok(paths),
+            }
+        }
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, path: &str) -> Result<bool> {
+        check_path(path)?;
+        self.call(path, path.to_string(), |store, guest, handle, p| {
+            Box::pin(async move { guest.call_exists(store, handle, &p).await })
+        })
+        .await
+    }
+
+    /// Takes the lock on `path`; [`Error::Locked`] carries the holder when it is taken.
+    pub async fn lock(&self, path: &str, info: LockInfo) -> Result<()> {
+        check_path(path)?;
+        let args = (path.to_string(), contract::LockInfo::from(info));
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_lock(store, handle, &args.0, &args.1).await })
+        })
+        .await
+    }
+
+    /// Releases the lock on `path` if `id` is the holder's.
+    pub async fn unlock(&self, path: &str, id: &str) -> Result<()> {
+        check_path(path)?;
+        let args = (path.to_string(), id.to_string());
+        self.call(path, args, |store, guest, handle, args| {
+            Box::pin(async move { guest.call_unlock(store, handle, &args.0, &args.1).await })
+        })
+        .await
+    }
+
+    /// The lock on `path`, if any.
+    pub async fn lock_info(&self, path: &str) -> Result<Option<LockInfo>> {
+        check_path(path)?;
+        let lock = self
+            .call(path, path.to_string(), |store, guest, handle, p| {
+                Box::pin(async move { guest.call_lock_info(store, handle, &p).await })
+            })
+            .await?;
+        Ok(lock.map(lock_from_plugin))
+    }
+
+    /// Every lock on a path starting with `prefix`, sorted by path.
+    pub async fn list_locks(&self, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+        stateplug_sdk::path::validate_prefix(prefix)
+            .map_err(|e| Error::InvalidPath(e.to_string()))?;
+        let locks = self
+            .call(prefix, prefix.to_string(), |store, guest, handle, p| {
+                Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
+            })
+            .await?;
+        self.check_answered_paths(prefix, locks.iter().map(|(path, _)| path), "list-locks")?;
+        let mut locks: Vec<(String, LockInfo)> = locks
+            .into_iter()
+            .map(|(path, lock)| (path, lock_from_plugin(lock)))
+            .collect();
+        locks.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(locks)
+    }
+
+    /// Breaks the lock on `path` whoever holds it; returns the broken lock.
+    pub async fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
+        check_path(path)?;
+        let lock = self
+            .call(path, path.to_string(), |store, guest, handle, p| {
+                Box::pin(async move { guest.call_force_unlock(store, handle, &p).await })
+            })
+            .await?;
+        Ok(lock.map(lock_from_plugin))
+    }
+
+    /// Runs one contract call on the instance. A `busy` answer (another writer is changing
+    /// the object right now) is retried after a pause taken outside the instance, so other
+    /// calls run in between; after the call's deadline it becomes [`Error::Unavailable`].
+    async fn call<A, R, F>(&self, path: &str, args: A, call: F) -> Result<R>
+    where
+        A: Send + Sync + 'static,
+        F: for<'a> Fn(
+            &'a mut Store<StoreData>,
+            guest::GuestStore<'a>,
+            ResourceAny,
+            Arc<A>,
+        ) -> CallFuture<'a, R>,
+    {
+        let args = Arc::new(args);
+        let started = Instant::now();
+        let mut pause = BUSY_PAUSE_FIRST;
+        loop {
+            match self.inner.run(&call, args.clone()).await? {
+                Err(contract::Error::Busy(_)) if started.elapsed() < self.inner.grants.timeout => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BUSY_PAUSE_MAX);
+                }
+                Err(contract::Error::Busy(message)) => {
+                    return Err(Error::Unavailable {
+                        plugin: self.plugin().name().to_string(),
+                        message: format!(
+                            "`{path}` stayed busy for {:?}: {}; try again",
+                            self.inner.grants.timeout,
+                            stateplug_sdk::text::untrusted(&message)
+                        ),
+                    });
+                }
+                outcome => {
+                    return outcome.map_err(|e| error_from_plugin(self.plugin().name(), path, e));
+                }
+            }
+        }
+    }
+}
+
+/// Throws the instance away unless disarmed: a call that trapped, timed out, or whose caller
+/// gave up half-way (its future dropped) leaves the instance in an unknown state.
+struct DiscardUnlessFinished<'a> {
+    slot: &'a mut Option<Live>,
+    armed: bool,
+}
+
+impl Drop for DiscardUnlessFinished<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            *self.slot = None;
+        }
+    }
+}
+
+impl Inner {
+    async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, contract::Error>>
+    where
+        F: for<'a> Fn(
+            &'a mut Store<StoreData>,
+            guest::GuestStore<'a>,
+            ResourceAny,
+            Arc<A>,
+        ) -> CallFuture<'a, R>,
+    {
+        let mut slot = self.live.lock().await;
+        if slot.is_none() {
+            *slot = Some(Live::start(&self.plugin, &self.config, &self.grants).await?);
+        }
+        let mut guard = DiscardUnlessFinished {
+            slot: &mut slot,
+            armed: true,
+        };
+        let Some(Live {
+            store,
+            instance,
+            handle,
+        }) = guard.slot.as_mut()
+        else {
+            return Err(Error::Host("plugin instance missing after start".into()));
+        };
+        store.set_epoch_deadline(deadline_ticks(self.grants.timeout));
+        store.data_mut().log_budget = LOG_BUDGET_PER_CALL;
+        let guest = instance.stateplug_backend_backend().store();
+        let deadline = self.grants.timeout + TIMEOUT_GRACE;
+        let failure = match tokio::time::timeout(deadline, call(store, guest, *handle, args)).await
+        {
+            Ok(Ok(result)) => {
+                guard.armed = false;
+                return Ok(result);
+            }
+            Ok(Err(trap)) => crashed(
+                self.plugin.name(),
+                &self.grants,
+                &trap,
+                &store.data().output.take(),
+            ),
+            Err(_) => Error::Timeout {
+                plugin: self.plugin.name().to_string(),
+                timeout: self.grants.timeout,
+            },
+        };
+        // The guard drops the instance; the next call starts a fresh one.
+        drop(guard);
+        tracing::warn!(plugin = self.plugin.name(), "{failure}");
+        Err(failure)
+    }
+}
+
+impl Live {
+    async fn start(plugin: &Plugin, config: &[(String, String)], grants: &Grants) -> Result<Live> {
+        let name = plugin.name();
+        let mut store = new_store(plugin.runtime().engine(), grants, name)?;
+        let output = store.data().output.clone();
+        let started = tokio::time::timeout(grants.timeout + TIMEOUT_GRACE, async {
+            let instance = plugin.pre().instantiate_async(&mut store).await?;
+            let opened = instance
+                .stateplug_backend_backend()
+                .store()
+                .call_open(&mut store, config)
+                .await?;
+            Ok::<_, wasmtime::Error>((instance, opened))
+        })
+        .await;
+        match started {
+            Ok(Ok((instance, Ok(handle)))) => Ok(Live {
+                store,
+                instance,
+                handle,
+            }),
+            Ok(Ok((_, Err(e)))) => Err(error_from_plugin(name, "", e)),
+            Ok(Err(trap)) => Err(crashed(name, grants, &trap, &output.take())),
+            Err(_) => Err(Error::Timeout {
+                plugin: name.to_string(),
+                timeout: grants.timeout,
+            }),
+        }
+    }
+}
+
+fn check_path(path: &str) -> Result<()> {
+    stateplug_sdk::path::validate(path).map_err(|e| Error::InvalidPath(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Runtime;
+    use crate::store_data::new_store;
+
+    /// Rust cannot emit `table.grow`, so this attack is a hand-written component: it grows a
+    /// table until growing fails, and reports the size it reached.
+    const TABLE_BOMB: &str = r#"
+        (component
+          (core module $m
+            (table $t 1 funcref)
+            (func (export "grow") (result i32)
+              (loop $again
+                (br_if $again
+                  (i32.ne (table.grow $t (ref.null func) (i32.const 4096)) (i32.const -1))))
+              (table.size $t)))
+          (core instance $i (instantiate $m))
+          (func (export "grow") (result u32) (canon lift (core func $i "grow"))))
+    "#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn table_growth_stops_at_the_cap_with_a_trap() {
+        let runtime = Runtime::new().unwrap();
+        let wasm = wat::parse_str(TABLE_BOMB).unwrap();
+        let component = wasmtime::component::Component::new(runtime.engine(), &wasm).unwrap();
+        let mut store = new_store(runtime.engine(), &Grants::default(), "table-bomb").unwrap();
+        let instance = runtime
+            .linker()
+            .instantiate_async(&mut store, &component)
+            .await
+            .unwrap();
+        let grow = instance
+            .get_typed_func::<(), (u32,)>(&mut store, "grow")
+            .unwrap();
+        let trap = grow.call_async(&mut store, ()).await.unwrap_err();
+        let message = format!("{trap:#}");
+        // The pooling allocator's per-table cap (20,000 elements) is reached first.
+        assert!(message.contains("trap when growing table"), "{message}");
+    }
+}

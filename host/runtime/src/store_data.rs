@@ -1,0 +1,140 @@
+//! What one plugin instance's store holds, built from its grants: the WASI context (only the
+//! granted directories, captured output, nothing else), the network policy, resource limits,
+//! and the state of the `host` interface.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::engine::EPOCH_TICK;
+use crate::error::{Error, Result, chain};
+use crate::grants::{DirGrant, Grants};
+use crate::host::HostView;
+use crate::network::NetworkPolicy;
+use crate::output::GuestOutput;
+
+/// Log messages a plugin may send per call before the host drops the rest.
+pub(crate) const LOG_BUDGET_PER_CALL: u32 = 1000;
+
+/// Everything one plugin instance's store holds.
+pub(crate) struct StoreData {
+    pub(crate) plugin: Arc<str>,
+    dirs: Vec<DirGrant>,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    network: NetworkPolicy,
+    table: ResourceTable,
+    limits: StoreLimits,
+    pub(crate) output: GuestOutput,
+    /// Log messages left for the current call.
+    pub(crate) log_budget: u32,
+    /// File locks the instance holds (`host.file-lock`).
+    file_locks: usize,
+}
+
+/// A store for one instance of plugin `name` under `grants`, its deadline set for one call.
+pub(crate) fn new_store(engine: &Engine, grants: &Grants, name: &str) -> Result<Store<StoreData>> {
+    let mut store = Store::new(engine, StoreData::new(grants, name)?);
+    store.limiter(|data| &mut data.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(grants.timeout));
+    Ok(store)
+}
+
+/// A call's deadline in epoch ticks.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+}
+
+impl StoreData {
+    fn new(grants: &Grants, plugin: &str) -> Result<StoreData> {
+        let output = GuestOutput::default();
+        let mut wasi = WasiCtx::builder();
+        wasi.stdout(output.clone()).stderr(output.clone());
+        // File operations stay on tokio's blocking pool (wasmtime-wasi's default): doing them
+        // on the calling thread is faster, but a plugin stuck in one (a slow network mount)
+        // would then hold an async worker where no deadline can reach it.
+        for dir in &grants.dirs {
+            if !dir.read_only && !dir.host.exists() {
+                std::fs::create_dir_all(&dir.host).map_err(|e| Error::Grant {
+                    path: dir.host.clone(),
+                    reason: format!("it does not exist and cannot be created: {e}"),
+                })?;
+            }
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| Error::Grant {
+                    path: dir.host.clone(),
+                    reason: chain(&e),
+                })?;
+        }
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(grants.memory)
+            .table_elements(1 << 20)
+            .instances(64)
+            .tables(64)
+            .memories(16)
+            // A guest that asks for too much traps at once with a clear message instead of
+            // seeing a failed allocation and aborting somewhere less obvious.
+            .trap_on_grow_failure(true)
+            .build();
+        let plugin: Arc<str> = plugin.into();
+        // A response bigger than the plugin's memory could never be held by it anyway.
+        let network = NetworkPolicy::new(
+            plugin.clone(),
+            grants.allow_hosts.clone(),
+            grants.timeout,
+            grants.memory as u64,
+        );
+        Ok(StoreData {
+            plugin,
+            http: WasiHttpCtx::new(),
+            network,
+            dirs: grants.dirs.clone(),
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limits,
+            output,
+            log_budget: LOG_BUDGET_PER_CALL,
+            file_locks: 0,
+        })
+    }
+
+    /// The part of the store the `host` interface works on.
+    pub(crate) fn host_view(&mut self) -> HostView<'_> {
+        HostView {
+            plugin: &self.plugin,
+            dirs: &self.dirs,
+            table: &mut self.table,
+            log_budget: &mut self.log_budget,
+            file_locks: &mut self.file_locks,
+        }
+    }
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for StoreData {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.network,
+        }
+    }
+}

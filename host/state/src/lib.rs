@@ -1,0 +1,24 @@
+//! # stateplug-state: Terraform's state semantics over any object store
+//!
+//! The rules that keep a team's state safe whatever the storage, with no wasm in sight:
+//! the state document and Terraform's replacement rules ([`StateDoc`]), and [`Workspaces`]
+//! (states, locks, history, force-unlock records) over the small [`ObjectStore`] trait. The
+//! runtime's plugin `Backend` implements that trait; [`MemoryStore`] implements it in memory
+//! for tests. Where each object lives in the store is [`stateplug_sdk::layout`].
+
+#![deny(missing_docs)]
+
+mod doc;
+mod error;
+mod memory;
+mod store;
+mod workspaces;
+
+pub use doc::{MAX_LOCK_ID, StateDoc, check_lock_id, manages_resources};
+pub use error::Error;
+pub use memory::{MemoryError, MemoryStore};
+pub use store::{ObjectStore, Refusal, StoreError};
+pub use workspaces::{
+    BrokenLock, DEFAULT_HISTORY, HistoryEntry, StateError, StateOptions, WorkspaceInfo, Workspaces,
+    WriteOptions, check_workspace,
+};

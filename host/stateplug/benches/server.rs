@@ -1,0 +1,163 @@
+//! `stateplug serve` end to end: Terraform apply through the server (local plugin) against
+//! Terraform's own local backend, and server throughput for GET and POST of a 1 MiB state with
+//! 1, 8 and 64 concurrent clients. Prints a table; figures go to BENCHMARKS.md.
+//!
+//! `cargo bench --bench server` (Terraform from `.ci/run`'s venv or `STATEPLUG_TERRAFORM`).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// The tests' set-up, of which a benchmark uses a part.
+#[path = "../../../tests/all/common/mod.rs"]
+#[allow(dead_code)]
+mod common;
+
+use common::Server;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Median wall time of `terraform apply` with a changing output, per backend block.
+fn terraform_apply(terraform: &Path, backend: &str, runs: usize) -> Duration {
+    let dir = tempfile::tempdir().unwrap();
+    let main = format!(
+        "terraform {{\n{backend}\n}}\nvariable \"n\" {{\n  default = 0\n}}\noutput \"n\" {{\n  value = var.n\n}}\n"
+    );
+    std::fs::write(dir.path().join("main.tf"), main).unwrap();
+    let tf = |args: &[&str]| {
+        let out = Command::new(terraform)
+            .args(args)
+            .current_dir(dir.path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_IN_AUTOMATION", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tf(&["init", "-input=false"]);
+    let samples = (0..runs)
+        .map(|i| {
+            let var = format!("n={i}");
+            let started = Instant::now();
+            tf(&["apply", "-auto-approve", "-input=false", "-var", &var]);
+            started.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+fn state(serial: u64, padding: &str) -> Vec<u8> {
+    format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"bench\",\"padding\":\"{padding}\"}}")
+        .into_bytes()
+}
+
+/// `requests` requests spread over `clients` concurrent clients; returns (req/s, p99).
+async fn load(url: &str, clients: usize, requests: usize, post: bool) -> (f64, Duration) {
+    let client = reqwest::Client::new();
+    let padding: Arc<str> = "x".repeat(1 << 20).into();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (client, padding) = (client.clone(), padding.clone());
+            // POSTs go to one workspace per client, each moving its own serial forward.
+            let target = if post {
+                format!("{url}/state/post-{clients}-{c}")
+            } else {
+                format!("{url}/state/read")
+            };
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                for i in 0..requests / clients {
+                    let sent = Instant::now();
+                    let response = if post {
+                        client
+                            .post(&target)
+                            .body(state(i as u64 + 1, &padding))
+                            .send()
+                            .await
+                            .unwrap()
+                    } else {
+                        client.get(&target).send().await.unwrap()
+                    };
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.bytes().await.unwrap();
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
+    (latencies.len() as f64 / elapsed.as_secs_f64(), p99)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` would not: run only under bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+
+    println!(
+        "## terraform apply (median of 7), stateplug serve + local plugin vs Terraform's local backend"
+    );
+    match common::terraform_binary() {
+        Some(tf) => {
+            let url = format!("{}/state/apply", server.url);
+            let http = format!(
+                "  backend \"http\" {{\n    address = \"{url}\"\n    lock_address = \"{url}\"\n    unlock_address = \"{url}\"\n  }}"
+            );
+            let through_server = terraform_apply(&tf, &http, 7);
+            let local = terraform_apply(&tf, "  backend \"local\" {}", 7);
+            println!(
+                "stateplug {through_server:?}  local {local:?}  ratio {:.2}",
+                through_server.as_secs_f64() / local.as_secs_f64()
+            );
+        }
+        None => println!("skipped: Terraform not found (run .ci/run or set STATEPLUG_TERRAFORM)"),
+    }
+
+    println!("\n## 1 MiB state through stateplug serve (local plugin, history 10)");
+    println!(
+        "{:<6} {:>8} {:>10} {:>12}",
+        "method", "clients", "req/s", "p99"
+    );
+    rt.block_on(async {
+        let seed = reqwest::Client::new();
+        let padding = "x".repeat(1 << 20);
+        seed.post(format!("{}/state/read", server.url))
+            .body(state(1, &padding))
+            .send()
+            .await
+            .unwrap();
+        for clients in [1, 8, 64] {
+            for post in [false, true] {
+                let requests = if post { 128 } else { 512 }.max(clients);
+                let (rate, p99) = load(&server.url, clients, requests, post).await;
+                println!(
+                    "{:<6} {:>8} {:>10.1} {:>12?}",
+                    if post { "POST" } else { "GET" },
+                    clients,
+                    rate,
+                    p99
+                );
+            }
+        }
+    });
+}

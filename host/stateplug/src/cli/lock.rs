@@ -1,0 +1,110 @@
+//! `stateplug lock`: list, acquire, release and break workspace locks.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Subcommand;
+use stateplug::opening::BackendWorkspaces;
+use stateplug_sdk::LockInfo;
+
+use super::output::{print_json, whoami};
+
+#[derive(Subcommand, Debug)]
+pub enum LockCommand {
+    /// List held locks.
+    List,
+    /// Lock a workspace (for maintenance windows and scripts); prints the lock id.
+    Acquire {
+        workspace: String,
+        /// Who holds it (default: $USER@host).
+        #[arg(long)]
+        who: Option<String>,
+        /// Let the lock expire after this long (e.g. 2h), so it can be taken over.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// Why, shown to whoever is refused.
+        #[arg(long, default_value = "")]
+        info: String,
+    },
+    /// Release a lock you hold.
+    Release { workspace: String, id: String },
+    /// Break a workspace's lock whoever holds it (recorded with your name).
+    ForceUnlock {
+        workspace: String,
+        /// Who breaks it (default: $USER@host).
+        #[arg(long)]
+        who: Option<String>,
+    },
+}
+
+pub(super) async fn run(
+    workspaces: &BackendWorkspaces,
+    command: LockCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    match command {
+        LockCommand::List => {
+            let locks = workspaces.locks().await?;
+            if json {
+                let list: Vec<_> = locks
+                    .iter()
+                    .map(|(workspace, lock)| serde_json::json!({ "workspace": workspace, "lock": lock }))
+                    .collect();
+                return print_json(&list);
+            }
+            let mut out = std::io::stdout().lock();
+            for (workspace, lock) in locks {
+                writeln!(
+                    out,
+                    "{workspace}\t{}\t{}\t{}\t{}",
+                    lock.id, lock.who, lock.operation, lock.created
+                )?;
+            }
+            Ok(())
+        }
+        LockCommand::Acquire {
+            workspace,
+            who,
+            ttl,
+            info,
+        } => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let lock = LockInfo {
+                id: uuid::Uuid::new_v4().to_string(),
+                operation: "OperationTypeStateplugLock".into(),
+                info,
+                who: who.unwrap_or_else(whoami),
+                version: env!("CARGO_PKG_VERSION").into(),
+                created: LockInfo::now_rfc3339(),
+                path: workspace.clone(),
+                expires: ttl.map(|ttl| (now + ttl).as_millis() as u64),
+            };
+            let lock = workspaces.lock(&workspace, lock).await?;
+            if json {
+                return print_json(&lock);
+            }
+            println!("{}", lock.id);
+            Ok(())
+        }
+        LockCommand::Release { workspace, id } => {
+            workspaces.unlock(&workspace, &id).await?;
+            eprintln!("released the lock on `{workspace}`");
+            Ok(())
+        }
+        LockCommand::ForceUnlock { workspace, who } => {
+            match workspaces
+                .force_unlock(&workspace, &who.unwrap_or_else(whoami))
+                .await?
+            {
+                Some(broken) => eprintln!(
+                    "broke the lock {} of {} on `{workspace}`",
+                    broken.id, broken.who
+                ),
+                None => eprintln!("`{workspace}` was not locked"),
+            }
+            Ok(())
+        }
+    }
+}

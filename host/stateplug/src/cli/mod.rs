@@ -1,0 +1,147 @@
+//! The `stateplug` command: its arguments, and one module per command (`serve`, `workspace`,
+//! `state`, `lock`, `plugins`, `config`), each a thin layer over the library: it opens what the
+//! configuration names and prints what the state layer or the runtime answers.
+
+mod config;
+mod lock;
+mod logging;
+mod output;
+mod plugins;
+mod serve;
+mod state;
+mod workspace;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use stateplug::config::{Config, Overrides};
+use stateplug::opening::{BackendWorkspaces, StateError};
+use stateplug_runtime::Runtime;
+
+use config::ConfigCommand;
+use lock::LockCommand;
+pub use logging::init as init_logging;
+use plugins::PluginsCommand;
+use state::StateCommand;
+use workspace::WorkspaceCommand;
+
+/// Exit code for any failure.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code when the workspace is locked by someone else (scripts may wait and retry).
+pub const EXIT_LOCKED: u8 = 3;
+
+/// Infrastructure state backends as sandboxed WebAssembly plugins.
+#[derive(Parser, Debug)]
+#[command(name = "stateplug", version, about)]
+pub struct Args {
+    /// Configuration file (default: $STATEPLUG_CONFIG, else stateplug.toml here or in a parent).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use this named backend of the configuration.
+    #[arg(long, global = true, value_name = "NAME")]
+    backend: Option<String>,
+    /// Use this plugin directly (a built-in name or a .wasm path), no configuration needed.
+    #[arg(long, global = true, value_name = "NAME|PATH")]
+    plugin: Option<String>,
+    /// Backend setting, like Terraform's -backend-config (repeatable): plugin keys and
+    /// dirs, allow_hosts, memory, timeout, history, lock_ttl.
+    #[arg(short = 'c', long = "backend-config", global = true, value_name = "KEY=VALUE", value_parser = key_value)]
+    backend_config: Vec<(String, String)>,
+    /// Print machine-readable JSON where the command has output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v info, -vv debug, -vvv trace); STATEPLUG_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve Terraform's HTTP backend protocol at http://ADDR/state/<workspace>.
+    Serve {
+        /// Address to listen on (127.0.0.1:0 picks a free port).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+    /// Workspaces: one state document each.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// A workspace's state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Workspace locks.
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Plugins: built-ins and .wasm files.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// The exit code for an error: [`EXIT_LOCKED`] when a lock was in the way.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    let locked = error
+        .downcast_ref::<StateError>()
+        .is_some_and(StateError::is_locked)
+        || matches!(
+            error.downcast_ref::<stateplug_runtime::Error>(),
+            Some(stateplug_runtime::Error::Locked { .. })
+        );
+    if locked { EXIT_LOCKED } else { EXIT_ERROR }
+}
+
+/// Runs a parsed command.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = Runtime::new()?;
+    let json = args.json;
+    let listen = match &args.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        config_file: args.config.clone(),
+        backend: args.backend.clone(),
+        plugin: args.plugin.clone(),
+        backend_config: args.backend_config.clone(),
+        listen,
+    };
+    let load = || Config::load(&overrides, std::env::vars());
+    match args.command {
+        Command::Plugins(PluginsCommand::List) => plugins::list(&runtime, &load()?, json).await,
+        Command::Plugins(PluginsCommand::Inspect { plugin }) => {
+            let plugin = plugins::load_named(&runtime, &overrides, plugin).await?;
+            plugins::inspect(&plugin, json)
+        }
+        Command::Plugins(PluginsCommand::Check { plugin }) => {
+            let overrides = Overrides {
+                plugin: Some(plugin),
+                ..overrides.clone()
+            };
+            plugins::check(&runtime, &Config::load(&overrides, std::env::vars())?, json).await
+        }
+        Command::Config(ConfigCommand::Show) => config::show(&runtime, &load()?).await,
+        Command::Serve { .. } => serve::run(&runtime, load()?).await,
+        Command::Workspace(command) => {
+            workspace::run(&open(&runtime, &load()?).await?, command, json).await
+        }
+        Command::State(command) => {
+            state::run(&open(&runtime, &load()?).await?, command, json).await
+        }
+        Command::Lock(command) => lock::run(&open(&runtime, &load()?).await?, command, json).await,
+    }
+}
+
+async fn open(runtime: &Runtime, config: &Config) -> anyhow::Result<BackendWorkspaces> {
+    Ok(config.backend.open_workspaces(runtime).await?)
+}

@@ -1,0 +1,49 @@
+//! `stateplug serve`: Terraform's HTTP backend protocol, plus a small JSON API for tools.
+//!
+//! `/state/<workspace>` is the `address`, `lock_address` and `unlock_address` of Terraform's
+//! `http` backend: GET, POST (and PUT) `?ID=<lock id>`, DELETE, LOCK and UNLOCK. Every write
+//! goes through the state layer, so Terraform's own rules (lineage, serial) and our locks are
+//! enforced server side. The JSON API: `GET /api/workspaces`, `GET /api/locks`,
+//! `GET /api/workspaces/<workspace>/history`, `GET /api/workspaces/<workspace>/broken-locks`.
+
+//!
+//! The files, in the order a request meets them: `router.rs` (routes, request ids, the body
+//! limit), `auth.rs` (Basic auth), `body.rs` (size and integrity), `protocol.rs` (Terraform's
+//! protocol) and `api.rs` (the JSON API), which call the state layer; `respond.rs` turns its
+//! errors into statuses.
+
+mod api;
+mod auth;
+mod body;
+mod protocol;
+mod respond;
+mod router;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::opening::BackendWorkspaces;
+
+pub use router::router;
+
+/// What the handlers share.
+pub struct AppState {
+    /// The workspaces served.
+    pub workspaces: BackendWorkspaces,
+    /// Basic-auth users and passwords; empty disables authentication.
+    pub users: BTreeMap<String, String>,
+}
+
+/// Serves until `shutdown` resolves; requests in flight finish first.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,180 @@
+//! Terraform's http backend protocol at `/state/<workspace>`: GET, POST (and PUT) `?ID=`,
+//! DELETE, LOCK and UNLOCK, each a call of the state layer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use stateplug_sdk::LockInfo;
+use stateplug_state::WriteOptions;
+use tracing::Instrument;
+
+use super::AppState;
+use super::auth::basic_credentials;
+use super::body::verify_content_md5;
+use super::respond::{error_response, json, text};
+use crate::opening::{BackendWorkspaces, StateError};
+
+/// The methods `/state/<workspace>` answers.
+const STATE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, LOCK, UNLOCK";
+
+pub(super) async fn state_request(
+    State(shared): State<Arc<AppState>>,
+    method: Method,
+    Path(workspace): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A client that disconnects must not cut a write short: the work runs in its own task.
+    let work = handle_state(shared, method, workspace, query, headers, body);
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request failed: {e}"),
+            )
+        })
+}
+
+/// Why a protocol request failed: the request itself, or the state layer.
+enum Failure {
+    BadRequest(String),
+    State(StateError),
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        Failure::State(e)
+    }
+}
+
+async fn handle_state(
+    shared: Arc<AppState>,
+    method: Method,
+    workspace: String,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let workspaces = &shared.workspaces;
+    if let Err(reason) = stateplug_state::check_workspace(&workspace) {
+        return text(StatusCode::BAD_REQUEST, reason);
+    }
+    if let Err(reason) = verify_content_md5(&headers, &body) {
+        return text(StatusCode::BAD_REQUEST, reason);
+    }
+    let lock_id = query.get("ID").filter(|id| !id.is_empty()).cloned();
+    let user = basic_credentials(&headers).map(|(user, _)| user);
+    let result = match method.as_str() {
+        "GET" | "HEAD" => match workspaces.get(&workspace).await {
+            Ok(Some(object)) => {
+                return ([(header::CONTENT_TYPE, "application/json")], object.data).into_response();
+            }
+            Ok(None) => {
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!("workspace `{workspace}` has no state yet"),
+                );
+            }
+            Err(e) => Err(e.into()),
+        },
+        "POST" | "PUT" => {
+            let options = WriteOptions {
+                lock_id,
+                force: false,
+            };
+            workspaces
+                .put(&workspace, body.to_vec(), &options)
+                .await
+                .map(|_| ())
+                .map_err(Failure::from)
+        }
+        "DELETE" => {
+            let force = query.get("force").is_some_and(|v| v == "true");
+            workspaces
+                .delete(&workspace, lock_id.as_deref(), force)
+                .await
+                .map_err(Failure::from)
+        }
+        "LOCK" => lock(workspaces, &workspace, &body).await,
+        "UNLOCK" => unlock(workspaces, &workspace, &body, user.as_deref()).await,
+        _ => {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!(
+                    "method {method} is not part of Terraform's http backend protocol; use {STATE_METHODS}"
+                ),
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(STATE_METHODS));
+            return response;
+        }
+    };
+    match result {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(Failure::BadRequest(reason)) => text(StatusCode::BAD_REQUEST, reason),
+        // Terraform reads 409 with the holder's LockInfo as "locked by someone else".
+        Err(Failure::State(e)) if method.as_str() == "UNLOCK" && e.holder().is_some() => {
+            json(StatusCode::CONFLICT, &e.holder())
+        }
+        Err(Failure::State(e)) => error_response(e),
+    }
+}
+
+fn parse_lock(body: &[u8]) -> Result<LockInfo, Failure> {
+    serde_json::from_slice::<LockInfo>(body).map_err(|e| {
+        Failure::BadRequest(format!(
+            "the body is not Terraform LockInfo JSON ({e}); send {{\"ID\": ..., \"Operation\": ..., \"Who\": ..., ...}}"
+        ))
+    })
+}
+
+async fn lock(workspaces: &BackendWorkspaces, workspace: &str, body: &[u8]) -> Result<(), Failure> {
+    let info = parse_lock(body)?;
+    let id = info.id.clone();
+    match workspaces.lock(workspace, info).await {
+        Ok(_) => Ok(()),
+        // Asking again for a lock one already holds is not a conflict.
+        Err(e) if e.holder().is_some_and(|holder| holder.id == id) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// UNLOCK with the holder's LockInfo releases the lock. An empty body (Terraform's
+/// `force-unlock`) or a body with only the ID (OpenTofu's) breaks it, logged at warn.
+async fn unlock(
+    workspaces: &BackendWorkspaces,
+    workspace: &str,
+    body: &[u8],
+    user: Option<&str>,
+) -> Result<(), Failure> {
+    let who = format!("{} via HTTP force-unlock", user.unwrap_or("anonymous"));
+    if body.iter().all(u8::is_ascii_whitespace) {
+        workspaces.force_unlock(workspace, &who).await?;
+        return Ok(());
+    }
+    let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| Failure::BadRequest(format!("the body is not LockInfo JSON ({e})")))?;
+    let info = parse_lock(body)?;
+    if fields.len() == 1 && fields.contains_key("ID") {
+        return match workspaces.lock_info(workspace).await? {
+            Some(holder) if holder.id != info.id => Err(Failure::State(StateError::Locked {
+                workspace: workspace.to_string(),
+                holder: Box::new(holder),
+            })),
+            Some(_) => Ok(workspaces.force_unlock(workspace, &who).await.map(|_| ())?),
+            None => Ok(()),
+        };
+    }
+    match workspaces.unlock(workspace, &info.id).await {
+        // Nothing to release: the lock expired or was broken.
+        Err(StateError::NotLocked { .. }) => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,70 @@
+//! The routes, and the layers every request passes: request ids in the log, Basic auth, the
+//! body limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get};
+use tracing::Instrument;
+
+use super::respond::text;
+use super::{AppState, api, auth, body, protocol};
+
+/// The router: Terraform's protocol, the JSON API, auth, request ids and the body limit.
+pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/state/{workspace}", any(protocol::state_request))
+        .route("/state/", any(missing_workspace))
+        .route("/api/workspaces", get(api::workspaces))
+        .route("/api/locks", get(api::locks))
+        .route("/api/workspaces/{workspace}/history", get(api::history))
+        .route(
+            "/api/workspaces/{workspace}/broken-locks",
+            get(api::broken_locks),
+        )
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            body_limit,
+            body::refuse_announced_oversize,
+        ))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn(request_log))
+        .with_state(shared)
+}
+
+/// Every request gets an id, carried by its log lines.
+async fn request_log(request: Request, next: Next) -> Response {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path());
+    async move {
+        let response = next.run(request).await;
+        tracing::info!(status = response.status().as_u16(), "answered");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn missing_workspace() -> Response {
+    text(
+        StatusCode::BAD_REQUEST,
+        "the URL names no workspace: use /state/<workspace>",
+    )
+}
+
+async fn not_found() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at /api/workspaces and /api/locks",
+    )
+}

@@ -1,34 +1,24 @@
 //! Builds the built-in plugins (`plugins/`) as wasm32-wasip2 components, so the runtime can
 //! embed them (`builtin.rs`): no set-up step, no committed `.wasm`.
 
-use std::path::PathBuf;
-
 use stateplug_guest_build::{Guest, build};
 
 fn main() {
-    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir
-        .ancestors()
-        .nth(2)
-        .expect("host/runtime sits in the workspace");
-    build(
-        workspace,
-        &[
-            Guest {
-                package: "stateplug-plugin-memory",
-                dir: "plugins/memory",
-                file: "memory.wasm",
-            },
-            Guest {
-                package: "stateplug-plugin-local",
-                dir: "plugins/local",
-                file: "local.wasm",
-            },
-            Guest {
-                package: "stateplug-plugin-s3",
-                dir: "plugins/s3",
-                file: "s3.wasm",
-            },
-        ],
-    );
+    build(&[
+        Guest {
+            package: "stateplug-plugin-memory",
+            dir: "plugins/memory",
+            file: "memory.wasm",
+        },
+        Guest {
+            package: "stateplug-plugin-local",
+            dir: "plugins/local",
+            file: "local.wasm",
+        },
+        Guest {
+            package: "stateplug-plugin-s3",
+            dir: "plugins/s3",
+            file: "s3.wasm",
+        },
+    ]);
 }

@@ -1,10 +1,10 @@
-//! The glue between a [`Backend`] and the component's exports. Only compiled for wasm; plugin
+//! The glue between a [`Store`](crate::Store) and the component's exports. Only compiled for wasm; plugin
 //! authors reach it through [`export_backend!`](crate::export_backend) and never see it.
 
 use std::marker::PhantomData;
 
 use crate::path::{LOCK_SUFFIX, validate, validate_prefix};
-use crate::{Backend, CONTRACT_VERSION, Config, types};
+use crate::{CONTRACT_VERSION, Config, Store as PluginStore, types};
 
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
@@ -18,7 +18,7 @@ pub mod bindings {
     });
 }
 
-use bindings::exports::stateplug::backend::backend::{Guest, GuestStore, Store};
+use bindings::exports::stateplug::backend::backend::{Guest, GuestStore, Store as StoreResource};
 use bindings::stateplug::backend::types as wit;
 
 /// The exported plugin for backend type `B`.
@@ -27,7 +27,7 @@ pub struct Plugin<B>(PhantomData<B>);
 /// An opened store of backend type `B`.
 pub struct StoreOf<B>(B);
 
-impl<B: Backend> Guest for Plugin<B> {
+impl<B: PluginStore> Guest for Plugin<B> {
     type Store = StoreOf<B>;
 
     fn describe() -> wit::Metadata {
@@ -43,10 +43,10 @@ impl<B: Backend> Guest for Plugin<B> {
     }
 }
 
-impl<B: Backend> GuestStore for StoreOf<B> {
-    fn open(config: Vec<(String, String)>) -> Result<Store, wit::Error> {
+impl<B: PluginStore> GuestStore for StoreOf<B> {
+    fn open(config: Vec<(String, String)>) -> Result<StoreResource, wit::Error> {
         let config = Config::new(&B::metadata().config, config)?;
-        Ok(Store::new(StoreOf(B::open(config)?)))
+        Ok(StoreResource::new(StoreOf(B::open(config)?)))
     }
 
     fn read(&self, path: String) -> Result<wit::Object, wit::Error> {

@@ -195,7 +195,7 @@ fn host_port(uri: &http::Uri) -> String {
     format!("{}:{port}", uri.host().unwrap_or_default())
 }
 
-/// Runs a future to completion: call it once in each synchronous `Backend` method.
+/// Runs a future to completion: call it once in each synchronous `Store` method.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     transport::block_on(future)
 }

@@ -3,7 +3,7 @@
 //! A stateplug plugin stores infrastructure state (Terraform, OpenTofu, ...) somewhere: a
 //! directory, a bucket, a database. It runs sandboxed inside the stateplug host and sees only
 //! what the operator granted it. With this SDK a plugin is a plain Rust type implementing
-//! [`Backend`] plus one [`export_backend!`] line; the SDK supplies the component bindings, the
+//! [`Store`] plus one [`export_backend!`] line; the SDK supplies the component bindings, the
 //! path rules, configuration checking, locking on top of conditional writes, and logging.
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (run
@@ -24,7 +24,7 @@
 //!     writes: RefCell<u64>,
 //! }
 //!
-//! impl Backend for Scratch {
+//! impl Store for Scratch {
 //!     fn metadata() -> Metadata {
 //!         Metadata {
 //!             name: "scratch".into(),
@@ -85,8 +85,8 @@
 //! ## What the SDK guarantees before your code runs
 //! - Every path passed to a method satisfies [`path::validate`]: relative, no `..`, no empty
 //!   segments, no NUL, at most 1024 bytes, not ending in `.tflock`.
-//! - The [`Config`] given to [`Backend::open`] has no unknown keys, has every required key,
-//!   and has defaults filled in, all from [`Backend::metadata`].
+//! - The [`Config`] given to [`Store::open`] has no unknown keys, has every required key,
+//!   and has defaults filled in, all from [`Store::metadata`].
 //! - Lock objects (`*.tflock`) never appear in listings.
 
 #![deny(missing_docs)]
@@ -114,12 +114,13 @@ pub use types::{
     LockInfo, Metadata, Object, Page, Precondition, Result,
 };
 
-/// A storage backend. Implement the five storage methods; `exists` and the lock methods have
-/// correct default implementations on top of them, which a store with native locking (a
-/// database, DynamoDB) may replace.
+/// An opened store: what a plugin implements (the contract's `store` resource; the host calls
+/// the opened backend a `Backend`). Implement the five storage methods; `exists` and the lock
+/// methods have correct default implementations on top of them, which a store with native
+/// locking (a database, DynamoDB) may replace.
 ///
 /// Calls to one opened store never overlap: the host serializes them.
-pub trait Backend: Sized + 'static {
+pub trait Store: Sized + 'static {
     /// Describes the plugin: name, version, configuration keys. Must not depend on config.
     fn metadata() -> Metadata;
 
@@ -193,7 +194,7 @@ pub fn check_precondition(current: Option<&str>, precondition: &Precondition) ->
     }
 }
 
-/// Exports a [`Backend`] type as the plugin's component interface. Use it once, at the top
+/// Exports a [`Store`] type as the plugin's component interface. Use it once, at the top
 /// level of the plugin crate. Does nothing when compiled natively.
 #[macro_export]
 macro_rules! export_backend {

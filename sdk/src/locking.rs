@@ -8,13 +8,13 @@
 
 use crate::path::{LOCK_SUFFIX, lock_path};
 use crate::types::{Error, LockInfo, Precondition, Result};
-use crate::{Backend, log};
+use crate::{Store, log};
 
 /// How often a lock operation re-reads the lock object when it changes under it.
 const ATTEMPTS: usize = 8;
 
 /// Takes the lock on `path`, or reports the holder.
-pub fn lock<B: Backend>(store: &B, path: &str, info: LockInfo) -> Result<()> {
+pub fn lock<B: Store>(store: &B, path: &str, info: LockInfo) -> Result<()> {
     let lock_path = lock_path(path);
     let body = info.to_json();
     for _ in 0..ATTEMPTS {
@@ -48,7 +48,7 @@ pub fn lock<B: Backend>(store: &B, path: &str, info: LockInfo) -> Result<()> {
 }
 
 /// Releases the lock on `path` if `id` is the holder's.
-pub fn unlock<B: Backend>(store: &B, path: &str, id: &str) -> Result<()> {
+pub fn unlock<B: Store>(store: &B, path: &str, id: &str) -> Result<()> {
     let lock_path = lock_path(path);
     for _ in 0..ATTEMPTS {
         let current = store.read(&lock_path)?;
@@ -65,7 +65,7 @@ pub fn unlock<B: Backend>(store: &B, path: &str, id: &str) -> Result<()> {
 }
 
 /// The lock on `path`, if any.
-pub fn lock_info<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo>> {
+pub fn lock_info<B: Store>(store: &B, path: &str) -> Result<Option<LockInfo>> {
     let lock_path = lock_path(path);
     match store.read(&lock_path) {
         Ok(current) => LockInfo::from_json(&current.data, &lock_path).map(Some),
@@ -76,7 +76,7 @@ pub fn lock_info<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo>> 
 
 /// Removes the lock on `path` whoever holds it; returns the broken lock. A lock object that is
 /// not valid JSON is removed too, reported with its raw content as `info`.
-pub fn force_unlock<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo>> {
+pub fn force_unlock<B: Store>(store: &B, path: &str) -> Result<Option<LockInfo>> {
     let lock_path = lock_path(path);
     for _ in 0..ATTEMPTS {
         let current = match store.read(&lock_path) {
@@ -101,7 +101,7 @@ pub fn force_unlock<B: Backend>(store: &B, path: &str) -> Result<Option<LockInfo
 }
 
 /// Every lock under `prefix`: the lock objects among the store's own listing.
-pub fn list_locks<B: Backend>(store: &B, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
+pub fn list_locks<B: Store>(store: &B, prefix: &str) -> Result<Vec<(String, LockInfo)>> {
     let mut locks = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

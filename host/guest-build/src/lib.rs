@@ -21,9 +21,15 @@ pub struct Guest {
     pub file: &'static str,
 }
 
-/// Builds `guests` and copies each to `OUT_DIR/<file>`; returns `OUT_DIR`. `workspace` is the
-/// workspace root. Stops the build, naming the fix, when the wasm target is missing.
-pub fn build(workspace: &Path, guests: &[Guest]) -> PathBuf {
+/// Builds `guests` and copies each to `OUT_DIR/<file>`; returns `OUT_DIR`. Stops the build,
+/// naming the fix, when the wasm target is missing.
+pub fn build(guests: &[Guest]) -> PathBuf {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    // The workspace root: the nearest directory above the caller with the lock file.
+    let workspace = manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("the caller is inside the workspace");
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -18,10 +18,11 @@ use wasmtime::component::ResourceAny;
 use crate::bindings::{self, contract, guest};
 use crate::contract::{error_from_plugin, lock_from_plugin, version_from_plugin};
 use crate::crash::crashed;
+use crate::epoch::deadline_ticks;
 use crate::error::{Error, Result};
 use crate::grants::Grants;
 use crate::plugin::Plugin;
-use crate::store_data::{LOG_BUDGET_PER_CALL, StoreData, deadline_ticks, new_store};
+use crate::store_data::{LOG_BUDGET_PER_CALL, StoreData, new_store};
 
 /// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
 /// blocked in a host call (where the epoch deadline cannot interrupt it).

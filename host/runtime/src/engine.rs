@@ -5,16 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::{Result, host_error};
 use crate::store_data::StoreData;
-
-/// How often the epoch advances; deadlines are counted in these ticks.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
@@ -101,7 +97,7 @@ impl Runtime {
         let linker = crate::linker::new(&engine)?;
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), stop_ticker.clone());
+        crate::epoch::spawn_ticker(engine.clone(), stop_ticker.clone());
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -141,21 +137,4 @@ impl Runtime {
         compiled().insert(digest.to_string(), component.clone());
         Ok(component)
     }
-}
-
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
-    let weak = engine.weak();
-    drop(engine);
-    std::thread::Builder::new()
-        .name("stateplug-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
-                }
-            }
-        })
-        .ok();
 }

@@ -26,6 +26,7 @@ pub mod conformance;
 mod contract;
 mod crash;
 mod engine;
+mod epoch;
 mod error;
 mod files;
 mod grants;

@@ -17,6 +17,6 @@ pub(crate) fn new(engine: &Engine) -> Result<Linker<StoreData>> {
     // refused by the policy hook (network/policy.rs).
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| host_error("linking wasi-http", &e))?;
-    crate::host::add_to_linker(&mut linker)?;
+    crate::host::add_to_linker(&mut linker, StoreData::host_view)?;
     Ok(linker)
 }

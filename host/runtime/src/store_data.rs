@@ -3,14 +3,13 @@
 //! and the state of the `host` interface.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::engine::EPOCH_TICK;
+use crate::epoch::deadline_ticks;
 use crate::error::{Error, Result, chain};
 use crate::grants::{DirGrant, Grants};
 use crate::host::HostView;
@@ -43,11 +42,6 @@ pub(crate) fn new_store(engine: &Engine, grants: &Grants, name: &str) -> Result<
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(grants.timeout));
     Ok(store)
-}
-
-/// A call's deadline in epoch ticks.
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    (timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 impl StoreData {

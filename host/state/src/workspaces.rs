@@ -42,6 +42,11 @@ impl Default for StateOptions {
 }
 
 /// The workspaces kept in one store, with Terraform's rules enforced on every change.
+///
+/// Concurrency: call it from any number of tasks. Writes to one workspace are serialized in
+/// this process (clones share that), and every write is a compare-and-swap on the version the
+/// rules were checked against, so writers in other processes (another `serve` replica, the
+/// CLI) never lose an update either: the loser is refused and reads again.
 pub struct Workspaces<S> {
     store: S,
     options: StateOptions,

@@ -1,5 +1,5 @@
 //! Each operation through the wasm plugin against the same plugin code linked natively (the
-//! SDK's `Backend` trait makes that possible), in one run; plus instantiation and process
+//! SDK's `Store` trait makes that possible), in one run; plus instantiation and process
 //! start to first call. Figures and ratios go to BENCHMARKS.md.
 //!
 //! `cargo bench --bench plugins`
@@ -11,12 +11,12 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use stateplug_plugin_local::Local;
 use stateplug_plugin_memory::Memory;
 use stateplug_runtime::{DirGrant, Grants, Plugin, Precondition, Runtime};
-use stateplug_sdk::{Backend as _, Config};
+use stateplug_sdk::{Config, Store as _};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 
-fn native<B: stateplug_sdk::Backend>(config: Vec<(String, String)>) -> B {
+fn native<B: stateplug_sdk::Store>(config: Vec<(String, String)>) -> B {
     B::open(Config::new(&B::metadata().config, config).unwrap()).unwrap()
 }
 

@@ -22,7 +22,7 @@ use stateplug_runtime::{Grants, LockInfo, Plugin, Runtime, RuntimeOptions};
 use stateplug_sdk::text::UNTRUSTED_MAX;
 use stateplug_state::{StateDoc, StateOptions, Workspaces};
 
-use crate::config::{Config, Overrides};
+use crate::config::{Overrides, Settings};
 use crate::server::{self, AppState};
 
 /// Upper bound of a state-rule error: its own text plus two quoted untrusted values (each at
@@ -310,7 +310,7 @@ pub fn lock_info(data: &[u8]) {
 
 // --- config ---------------------------------------------------------------------------------
 
-/// `Config::load` over a config file and command-line overrides. The input is the file's text,
+/// `Settings::load` over a config file and command-line overrides. The input is the file's text,
 /// then after the first NUL byte one override per line: `key=value` (`-c`), `backend:NAME`,
 /// `plugin:NAME`, `listen:ADDR`, or `env:VAR=VALUE` (the environment).
 pub fn config(data: &[u8]) {
@@ -346,7 +346,7 @@ pub fn config(data: &[u8]) {
                 .push((key.to_string(), value.to_string()));
         }
     }
-    match Config::load(&overrides, env) {
+    match Settings::load(&overrides, env) {
         Err(e) => {
             // Configuration mistakes are reported with what is wrong.
             let message = e.to_string();

@@ -6,7 +6,7 @@ use stateplug_runtime::catalog::Catalog;
 use stateplug_runtime::{Backend, Plugin, PluginMetadata, Runtime, builtin};
 use stateplug_state::Workspaces;
 
-use crate::config::{BackendConfig, PluginRef};
+use crate::config::{BackendSettings, PluginRef};
 
 /// Why a configured backend could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub type BackendWorkspaces = Workspaces<Backend>;
 /// The state layer's error over a plugin backend.
 pub type StateError = stateplug_state::StateError<Backend>;
 
-impl BackendConfig {
+impl BackendSettings {
     /// Opens the backend's workspaces.
     pub async fn open_workspaces(&self, runtime: &Runtime) -> Result<BackendWorkspaces, Error> {
         let backend = self.open(runtime).await?;

@@ -19,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::file;
 use stateplug_sdk::fs::{FileLock, set_file_mode};
 use stateplug_sdk::{
-    Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
+    Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result, Store,
     check_precondition, log,
 };
 
@@ -38,7 +38,7 @@ pub struct Local {
     file_mode: u32,
 }
 
-impl Backend for Local {
+impl Store for Local {
     fn metadata() -> Metadata {
         Metadata {
             name: "local".into(),
@@ -158,7 +158,7 @@ impl Backend for Local {
 }
 
 impl Local {
-    /// [`Backend::write`], running `before_commit` once the new content is durable in its temp
+    /// [`Store::write`], running `before_commit` once the new content is durable in its temp
     /// file and the guard is held, just before the rename. Only the crash tests pass a hook.
     #[doc(hidden)]
     pub fn write_with_hook(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use stateplug_sdk::{
-    Backend, Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result,
+    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result, Store,
     check_precondition, log,
 };
 
@@ -20,7 +20,7 @@ pub struct Memory {
     writes: RefCell<u64>,
 }
 
-impl Backend for Memory {
+impl Store for Memory {
     fn metadata() -> Metadata {
         Metadata {
             name: "memory".into(),

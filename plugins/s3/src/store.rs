@@ -4,7 +4,7 @@
 use md5::{Digest, Md5};
 use stateplug_sdk::path::lock_path;
 use stateplug_sdk::{
-    Backend, Config, Error, LockInfo, Metadata, Object, Page, Precondition, Result, locking, log,
+    Config, Error, LockInfo, Metadata, Object, Page, Precondition, Result, Store, locking, log,
 };
 
 use crate::config::{self, LockMode, Settings};
@@ -26,7 +26,7 @@ pub struct S3 {
     table: Option<Table>,
 }
 
-impl Backend for S3 {
+impl Store for S3 {
     fn metadata() -> Metadata {
         Metadata {
             name: "s3".into(),

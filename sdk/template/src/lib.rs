@@ -9,18 +9,18 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use stateplug_sdk::{
-    Backend, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
+    Store, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
     check_precondition, log,
 };
 
 /// One opened store.
-pub struct MyBackend {
+pub struct MyStore {
     objects: RefCell<BTreeMap<String, Object>>,
     writes: Cell<u64>,
     page_size: usize,
 }
 
-impl Backend for MyBackend {
+impl Store for MyStore {
     fn metadata() -> Metadata {
         Metadata {
             name: "my-backend".into(),
@@ -40,7 +40,7 @@ impl Backend for MyBackend {
             .filter(|n| *n > 0)
             .ok_or_else(|| Error::InvalidConfig("`page_size` must be above 0".into()))?;
         log::info(&format!("opened with pages of {page_size}"));
-        Ok(MyBackend {
+        Ok(MyStore {
             objects: RefCell::default(),
             writes: Cell::new(0),
             page_size,
@@ -84,4 +84,4 @@ impl Backend for MyBackend {
     }
 }
 
-stateplug_sdk::export_backend!(MyBackend);
+stateplug_sdk::export_backend!(MyStore);

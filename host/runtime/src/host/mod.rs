@@ -13,7 +13,6 @@ use crate::bindings::stateplug::backend::{host, types};
 use crate::error::{Result, host_error};
 use crate::files::HeldFileLock;
 use crate::grants::DirGrant;
-use crate::store_data::StoreData;
 
 /// What the `host` interface sees of an instance's store.
 pub(crate) struct HostView<'a> {
@@ -35,9 +34,12 @@ impl HasData for HostInterface {
     type Data<'a> = HostView<'a>;
 }
 
-/// Adds the `host` interface to a linker.
-pub(crate) fn add_to_linker(linker: &mut Linker<StoreData>) -> Result<()> {
-    host::add_to_linker::<StoreData, HostInterface>(linker, StoreData::host_view)
+/// Adds the `host` interface to a linker; `view` finds its part of a store's data.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> HostView<'_>,
+) -> Result<()> {
+    host::add_to_linker::<T, HostInterface>(linker, view)
         .map_err(|e| host_error("linking the host interface", &e))
 }
 

@@ -1,7 +1,7 @@
 //! `stateplug config`: the effective configuration.
 
 use clap::Subcommand;
-use stateplug::config::Config;
+use stateplug::config::Settings;
 use stateplug_runtime::{Plugin, Runtime};
 
 #[derive(Subcommand, Debug)]
@@ -10,7 +10,7 @@ pub enum ConfigCommand {
     Show,
 }
 
-pub(super) async fn show(runtime: &Runtime, config: &Config) -> anyhow::Result<()> {
+pub(super) async fn show(runtime: &Runtime, config: &Settings) -> anyhow::Result<()> {
     let metadata = config.backend.load_plugin(runtime).await.ok();
     if let Some(file) = &config.file {
         println!("# from {}", file.display());

@@ -14,7 +14,7 @@ mod workspace;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use stateplug::config::{Config, Overrides};
+use stateplug::config::{Overrides, Settings};
 use stateplug::opening::{BackendWorkspaces, StateError};
 use stateplug_runtime::Runtime;
 
@@ -116,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         backend_config: args.backend_config.clone(),
         listen,
     };
-    let load = || Config::load(&overrides, std::env::vars());
+    let load = || Settings::load(&overrides, std::env::vars());
     match args.command {
         Command::Plugins(PluginsCommand::List) => plugins::list(&runtime, &load()?, json).await,
         Command::Plugins(PluginsCommand::Inspect { plugin }) => {
@@ -128,7 +128,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 plugin: Some(plugin),
                 ..overrides.clone()
             };
-            plugins::check(&runtime, &Config::load(&overrides, std::env::vars())?, json).await
+            plugins::check(
+                &runtime,
+                &Settings::load(&overrides, std::env::vars())?,
+                json,
+            )
+            .await
         }
         Command::Config(ConfigCommand::Show) => config::show(&runtime, &load()?).await,
         Command::Serve { .. } => serve::run(&runtime, load()?).await,
@@ -142,6 +147,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-async fn open(runtime: &Runtime, config: &Config) -> anyhow::Result<BackendWorkspaces> {
+async fn open(runtime: &Runtime, config: &Settings) -> anyhow::Result<BackendWorkspaces> {
     Ok(config.backend.open_workspaces(runtime).await?)
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
-use stateplug::config::{Config, Overrides};
+use stateplug::config::{Overrides, Settings};
 use stateplug_runtime::catalog::Catalog;
 use stateplug_runtime::{DirGrant, Plugin, PluginSource, Runtime};
 
@@ -23,7 +23,7 @@ pub enum PluginsCommand {
     Check { plugin: String },
 }
 
-pub(super) async fn list(runtime: &Runtime, config: &Config, json: bool) -> anyhow::Result<()> {
+pub(super) async fn list(runtime: &Runtime, config: &Settings, json: bool) -> anyhow::Result<()> {
     let catalog = Catalog::discover(runtime, &config.backend.plugin_dirs).await?;
     for refused in &catalog.refused {
         eprintln!(
@@ -53,7 +53,7 @@ pub(super) async fn load_named(
         plugin: Some(plugin),
         ..overrides.clone()
     };
-    let config = Config::load(&overrides, std::env::vars())?;
+    let config = Settings::load(&overrides, std::env::vars())?;
     Ok(config.backend.load_plugin(runtime).await?)
 }
 
@@ -77,7 +77,7 @@ pub(super) fn inspect(plugin: &Plugin, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) async fn check(runtime: &Runtime, config: &Config, json: bool) -> anyhow::Result<()> {
+pub(super) async fn check(runtime: &Runtime, config: &Settings, json: bool) -> anyhow::Result<()> {
     let plugin = config.backend.load_plugin(runtime).await?;
     config.backend.check_plugin_config(plugin.metadata())?;
     let scratch = tempfile::tempdir().context("creating scratch directories")?;

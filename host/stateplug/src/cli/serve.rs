@@ -4,11 +4,11 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use stateplug::config::{Config, PluginRef};
+use stateplug::config::{PluginRef, Settings};
 use stateplug::server::{self, AppState};
 use stateplug_runtime::Runtime;
 
-pub(super) async fn run(runtime: &Runtime, config: Config) -> anyhow::Result<()> {
+pub(super) async fn run(runtime: &Runtime, config: Settings) -> anyhow::Result<()> {
     let shared = Arc::new(AppState {
         workspaces: config.backend.open_workspaces(runtime).await?,
         users: config.server.users.clone(),

@@ -90,7 +90,7 @@ pub enum PluginRef {
 
 /// A backend, resolved from all configuration sources.
 #[derive(Debug, Clone)]
-pub struct BackendConfig {
+pub struct BackendSettings {
     /// Its name.
     pub name: String,
     /// Its plugin.
@@ -109,7 +109,7 @@ pub struct BackendConfig {
 
 /// The server's resolved settings.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct ServerSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Largest accepted request body, in bytes.
@@ -120,13 +120,13 @@ pub struct ServerConfig {
 
 /// Everything resolved.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct Settings {
     /// The file it came from, if any.
     pub file: Option<PathBuf>,
     /// The selected backend.
-    pub backend: BackendConfig,
+    pub backend: BackendSettings,
     /// The server's settings.
-    pub server: ServerConfig,
+    pub server: ServerSettings,
 }
 
 /// What the command line says about configuration.

@@ -12,17 +12,18 @@ use super::values::{
     endpoint_grants, parse_allow_hosts, parse_dirs, parse_duration, parse_size, value_text,
 };
 use super::{
-    BackendConfig, Config, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, DEFAULT_PLUGIN_DIR, Error,
-    HOST_KEYS, IMPLICIT_BACKEND, IMPLICIT_DIR, Overrides, PluginRef, Result, ServerConfig, invalid,
+    BackendSettings, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, DEFAULT_PLUGIN_DIR, Error, HOST_KEYS,
+    IMPLICIT_BACKEND, IMPLICIT_DIR, Overrides, PluginRef, Result, ServerSettings, Settings,
+    invalid,
 };
 
-impl Config {
+impl Settings {
     /// Resolves the configuration from the file (found as documented), the environment
     /// `env` (pass `std::env::vars()`), and `overrides`.
     pub fn load(
         overrides: &Overrides,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config> {
+    ) -> Result<Settings> {
         let env: BTreeMap<String, String> = env.into_iter().collect();
         let file = match &overrides.config_file {
             Some(path) => Some(path.clone()),
@@ -107,7 +108,7 @@ impl Config {
             None => default_plugin_dirs(&env),
         };
         let server = resolve_server(&parsed.server, overrides, &env)?;
-        Ok(Config {
+        Ok(Settings {
             file,
             backend,
             server,
@@ -156,7 +157,7 @@ fn resolve_backend(
     table: &toml::Table,
     dir_of: &dyn Fn(&str) -> PathBuf,
     env: &BTreeMap<String, String>,
-) -> Result<BackendConfig> {
+) -> Result<BackendSettings> {
     let context = |e: Error| invalid(format!("backend `{name}`: {e}"));
     let plugin = match table.get("plugin") {
         Some(value) => value_text("plugin", value).map_err(context)?,
@@ -234,7 +235,7 @@ fn resolve_backend(
         ),
         None => None,
     };
-    Ok(BackendConfig {
+    Ok(BackendSettings {
         name: name.to_string(),
         plugin,
         plugin_config,
@@ -249,7 +250,7 @@ fn resolve_server(
     file: &ServerFile,
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
-) -> Result<ServerConfig> {
+) -> Result<ServerSettings> {
     let listen_text = overrides
         .listen
         .clone()
@@ -284,7 +285,7 @@ fn resolve_server(
         }
         users.insert(user.clone(), password);
     }
-    Ok(ServerConfig {
+    Ok(ServerSettings {
         listen,
         body_limit,
         users,
@@ -298,7 +299,7 @@ mod tests {
     use super::*;
     use crate::config::CONFIG_FILE;
 
-    fn load(file: Option<&str>, env: &[(&str, &str)], overrides: Overrides) -> Result<Config> {
+    fn load(file: Option<&str>, env: &[(&str, &str)], overrides: Overrides) -> Result<Settings> {
         let dir = tempfile::tempdir().unwrap();
         let mut overrides = overrides;
         if let Some(text) = file {
@@ -307,7 +308,7 @@ mod tests {
             overrides.config_file = Some(path);
         }
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Config::load(&overrides, env)
+        Settings::load(&overrides, env)
     }
 
     #[test]

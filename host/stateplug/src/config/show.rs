@@ -2,9 +2,9 @@
 
 use stateplug_runtime::PluginMetadata;
 
-use super::{BackendConfig, PluginRef};
+use super::{BackendSettings, PluginRef};
 
-impl BackendConfig {
+impl BackendSettings {
     /// The configuration as TOML, with the plugin's secret values masked.
     pub fn show(&self, metadata: Option<&PluginMetadata>) -> String {
         let secret = |key: &str| {

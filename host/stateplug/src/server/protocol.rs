@@ -44,6 +44,8 @@ pub(super) async fn state_request(
 /// Why a protocol request failed: the request itself, or the state layer.
 enum Failure {
     BadRequest(String),
+    /// An UNLOCK by someone who does not hold the lock.
+    NotHolder(Box<LockInfo>),
     State(StateError),
 }
 
@@ -102,7 +104,9 @@ async fn handle_state(
                 .map_err(Failure::from)
         }
         "LOCK" => lock(workspaces, &workspace, &body).await,
-        "UNLOCK" => unlock(workspaces, &workspace, &body, user.as_deref()).await,
+        "UNLOCK" => unlock(workspaces, &workspace, &body, user.as_deref())
+            .await
+            .map_err(not_holder),
         _ => {
             let mut response = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -120,10 +124,19 @@ async fn handle_state(
         Ok(()) => StatusCode::OK.into_response(),
         Err(Failure::BadRequest(reason)) => text(StatusCode::BAD_REQUEST, reason),
         // Terraform reads 409 with the holder's LockInfo as "locked by someone else".
-        Err(Failure::State(e)) if method.as_str() == "UNLOCK" && e.holder().is_some() => {
-            json(StatusCode::CONFLICT, &e.holder())
-        }
+        Err(Failure::NotHolder(holder)) => json(StatusCode::CONFLICT, &holder),
         Err(Failure::State(e)) => error_response(e),
+    }
+}
+
+/// A lock in the way of an UNLOCK is the holder's, not a failure of the state layer.
+fn not_holder(failure: Failure) -> Failure {
+    match failure {
+        Failure::State(e) => match e.holder() {
+            Some(holder) => Failure::NotHolder(Box::new(holder.clone())),
+            None => Failure::State(e),
+        },
+        other => other,
     }
 }
 
@@ -164,10 +177,7 @@ async fn unlock(
     let info = parse_lock(body)?;
     if fields.len() == 1 && fields.contains_key("ID") {
         return match workspaces.lock_info(workspace).await? {
-            Some(holder) if holder.id != info.id => Err(Failure::State(StateError::Locked {
-                workspace: workspace.to_string(),
-                holder: Box::new(holder),
-            })),
+            Some(holder) if holder.id != info.id => Err(Failure::NotHolder(Box::new(holder))),
             Some(_) => Ok(workspaces.force_unlock(workspace, &who).await.map(|_| ())?),
             None => Ok(()),
         };

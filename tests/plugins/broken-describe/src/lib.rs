@@ -1,11 +1,11 @@
 //! A backend that panics as soon as the host asks what it is.
 
-use stateplug_sdk::{Backend, Config, Error, Metadata, Object, Page, Precondition, Result};
+use stateplug_sdk::{Config, Error, Metadata, Object, Page, Precondition, Result, Store};
 
 /// Never gets far enough to store anything.
 pub struct BrokenDescribe;
 
-impl Backend for BrokenDescribe {
+impl Store for BrokenDescribe {
     fn metadata() -> Metadata {
         panic!("describe() of this plugin always panics")
     }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use stateplug_sdk::{
-    Backend, Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result,
+    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result, Store,
 };
 
 /// The attacker.
@@ -22,7 +22,7 @@ const STUCK: &str = "always-the-same";
 /// Text that would clear an operator's terminal, forge a log line and flip what follows.
 const PAINT: &str = "\x1b[2J\x1b[31mowned\r\nERROR forged line\u{202e}";
 
-impl Backend for Hostile {
+impl Store for Hostile {
     fn metadata() -> Metadata {
         Metadata {
             name: "hostile".into(),

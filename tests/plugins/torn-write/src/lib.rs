@@ -9,12 +9,12 @@ mod file;
 #[path = "../../../../plugins/local/src/store.rs"]
 mod store;
 
-use stateplug_sdk::{Backend, Config, LockInfo, Metadata, Object, Page, Precondition, Result};
+use stateplug_sdk::{Config, LockInfo, Metadata, Object, Page, Precondition, Result, Store};
 use store::Local;
 
 pub struct TornWrite(Local);
 
-impl Backend for TornWrite {
+impl Store for TornWrite {
     fn metadata() -> Metadata {
         Metadata {
             name: "torn-write".into(),

@@ -31,7 +31,8 @@
 //!             version: env!("CARGO_PKG_VERSION").into(),
 //!             description: "Objects in plugin memory".into(),
 //!             config: vec![ConfigField::optional("greeting", "logged when opened")],
-//!             features: vec![],
+//!             // Its objects live in the instance: the host runs one, not a pool.
+//!             features: vec![SINGLE_INSTANCE.into()],
 //!         }
 //!     }
 //!
@@ -111,7 +112,7 @@ mod export;
 
 pub use types::{
     CONTRACT_SECTION, CONTRACT_SECTION_BYTES, CONTRACT_VERSION, Config, ConfigField, Error,
-    LockInfo, Metadata, Object, Page, Precondition, Result,
+    LockInfo, Metadata, Object, Page, Precondition, Result, SINGLE_INSTANCE,
 };
 
 /// An opened store: what a plugin implements (the contract's `store` resource; the host calls
@@ -119,7 +120,10 @@ pub use types::{
 /// methods have correct default implementations on top of them, which a store with native
 /// locking (a database, DynamoDB) may replace.
 ///
-/// Calls to one opened store never overlap: the host serializes them.
+/// Calls to one instance never overlap. The host may run several instances of one opened
+/// backend at once, each with its own memory: they share the storage (files, a bucket), so
+/// every guarantee must come from the storage (its conditional writes), never from memory. A
+/// plugin whose data lives in its memory declares [`SINGLE_INSTANCE`] and gets one instance.
 pub trait Store: Sized + 'static {
     /// Describes the plugin: name, version, configuration keys. Must not depend on config.
     fn metadata() -> Metadata;

@@ -216,6 +216,12 @@ impl LockInfo {
     }
 }
 
+/// The `describe()` feature of a plugin whose data lives inside its instance (like the
+/// `memory` plugin): the host then runs one instance per backend instead of a pool.
+/// Without it, the host may run several instances of one opened backend at once; they share
+/// the storage (files, a bucket), never memory, and calls to one instance never overlap.
+pub const SINGLE_INSTANCE: &str = "single-instance";
+
 /// One configuration key a plugin understands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConfigField {

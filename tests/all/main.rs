@@ -1,10 +1,11 @@
 //! Every integration test of the repository, in one binary so wasmtime is linked once. One
 //! module per subject; `common/` starts what they need (plugins, servers, moto, Terraform).
 //!
-//! - `runtime`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
+//! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
 //! - `state_properties`: the state layer's properties on the memory plugin;
 //! - `server`, `cli`, `terraform`: the `stateplug` binary as users run it;
-//! - `s3`: the s3 plugin against moto; `vendor_kit`: the SDK template as a vendor builds it;
+//! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
+//!   `vendor_kit`: the SDK template as a vendor builds it;
 //! - `fuzz_corpus`: the fuzzers' corpora replayed; `layering`: the crates' dependencies.
 
 mod common;
@@ -15,6 +16,8 @@ mod crash;
 mod fuzz_corpus;
 mod layering;
 mod local;
+mod pool;
+mod replicas;
 mod runtime;
 mod s3;
 mod sandbox;

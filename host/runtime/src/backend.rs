@@ -1,9 +1,11 @@
-//! An opened backend: one long-lived sandboxed instance of a plugin, called asynchronously.
+//! An opened backend: a pool of long-lived sandboxed instances of a plugin (`pool.rs`), called
+//! asynchronously.
 //!
-//! Calls to one backend are serialized (a plugin is single-threaded). A call that traps,
-//! panics, runs out of memory, passes its deadline, or is abandoned by its caller half-way
-//! throws the instance away; the next call instantiates a fresh one and opens the store again.
-//! (Callers that must not abandon a write, like the HTTP server, run it in a task of its own.)
+//! Calls run concurrently, each on an instance of its own (a plugin instance is
+//! single-threaded; instances share the storage, never memory). A call that traps, panics,
+//! runs out of memory, passes its deadline, or is abandoned by its caller half-way throws its
+//! instance away; a later call instantiates a fresh one and opens the store again. (Callers
+//! that must not abandon a write, like the HTTP server, run it in a task of its own.)
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stateplug_sdk::{LockInfo, Object, Page, Precondition};
-use tokio::sync::Mutex;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
@@ -21,7 +22,9 @@ use crate::crash::crashed;
 use crate::epoch::deadline_ticks;
 use crate::error::{Error, Result};
 use crate::grants::Grants;
+use crate::limits::MemoryBudget;
 use crate::plugin::Plugin;
+use crate::pool::Pool;
 use crate::store_data::{LOG_BUDGET_PER_CALL, StoreData, new_store};
 
 /// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
@@ -35,7 +38,7 @@ const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
 type CallFuture<'a, R> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, contract::Error>>> + Send + 'a>>;
 
-/// An opened backend. Cheap to clone; clones share the instance.
+/// An opened backend. Cheap to clone; clones share the instances.
 #[derive(Clone)]
 pub struct Backend {
     inner: Arc<Inner>,
@@ -45,7 +48,9 @@ struct Inner {
     plugin: Plugin,
     config: Vec<(String, String)>,
     grants: Grants,
-    live: Mutex<Option<Live>>,
+    /// Linear memory the instances may hold together (`memory_total`).
+    budget: Arc<MemoryBudget>,
+    instances: Pool<Live>,
 }
 
 /// A running instance with its store opened.
@@ -59,14 +64,18 @@ impl Plugin {
     /// Opens a backend: a fresh sandboxed instance with `grants`, its store opened with
     /// `config`. Configuration errors surface here.
     pub async fn open(&self, config: Vec<(String, String)>, grants: Grants) -> Result<Backend> {
+        let size = pool_size(self, &grants)?;
+        let budget = MemoryBudget::new(memory_total(self, &grants)?);
         let plugin = self.clone();
-        let live = Live::start(&plugin, &config, &grants).await?;
+        // One instance at once, so configuration errors surface here; the others on demand.
+        let live = Live::start(&plugin, &config, &grants, &budget).await?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 plugin,
                 config,
                 grants,
-                live: Mutex::new(Some(live)),
+                budget,
+                instances: Pool::new(size, live),
             }),
         })
     }
@@ -76,6 +85,16 @@ impl Backend {
     /// The plugin this backend runs.
     pub fn plugin(&self) -> &Plugin {
         &self.inner.plugin
+    }
+
+    /// How many instances of the plugin may run calls at once.
+    pub fn instances(&self) -> usize {
+        self.inner.instances.size()
+    }
+
+    /// How many calls are running (each on an instance of its own) right now.
+    pub fn calls_running(&self) -> usize {
+        self.inner.instances.in_use()
     }
 
     /// Reads an object.
@@ -305,21 +324,6 @@ impl Backend {
     }
 }
 
-/// Throws the instance away unless disarmed: a call that trapped, timed out, or whose caller
-/// gave up half-way (its future dropped) leaves the instance in an unknown state.
-struct DiscardUnlessFinished<'a> {
-    slot: &'a mut Option<Live>,
-    armed: bool,
-}
-
-impl Drop for DiscardUnlessFinished<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            *self.slot = None;
-        }
-    }
-}
-
 impl Inner {
     async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, contract::Error>>
     where
@@ -330,19 +334,19 @@ impl Inner {
             Arc<A>,
         ) -> CallFuture<'a, R>,
     {
-        let mut slot = self.live.lock().await;
-        if slot.is_none() {
-            *slot = Some(Live::start(&self.plugin, &self.config, &self.grants).await?);
+        // A call that trapped, timed out, or whose caller gave up half-way (this future
+        // dropped) leaves its instance in an unknown state: the checkout discards it unless
+        // the call finished.
+        let mut checkout = self.instances.checkout().await;
+        if checkout.instance.is_none() {
+            let started = Live::start(&self.plugin, &self.config, &self.grants, &self.budget);
+            checkout.instance = Some(started.await?);
         }
-        let mut guard = DiscardUnlessFinished {
-            slot: &mut slot,
-            armed: true,
-        };
         let Some(Live {
             store,
             instance,
             handle,
-        }) = guard.slot.as_mut()
+        }) = checkout.instance.as_mut()
         else {
             return Err(Error::Host("plugin instance missing after start".into()));
         };
@@ -353,7 +357,7 @@ impl Inner {
         let failure = match tokio::time::timeout(deadline, call(store, guest, *handle, args)).await
         {
             Ok(Ok(result)) => {
-                guard.armed = false;
+                checkout.finish();
                 return Ok(result);
             }
             Ok(Err(trap)) => crashed(
@@ -367,17 +371,23 @@ impl Inner {
                 timeout: self.grants.timeout,
             },
         };
-        // The guard drops the instance; the next call starts a fresh one.
-        drop(guard);
+        // The instance is discarded; a later call starts a fresh one.
+        drop(checkout);
         tracing::warn!(plugin = self.plugin.name(), "{failure}");
         Err(failure)
     }
 }
 
 impl Live {
-    async fn start(plugin: &Plugin, config: &[(String, String)], grants: &Grants) -> Result<Live> {
+    async fn start(
+        plugin: &Plugin,
+        config: &[(String, String)],
+        grants: &Grants,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Live> {
         let name = plugin.name();
-        let mut store = new_store(plugin.runtime().engine(), grants, name)?;
+        let engine = plugin.runtime().engine();
+        let mut store = new_store(engine, grants, name, Some(budget.clone()))?;
         let output = store.data().output.clone();
         let started = tokio::time::timeout(grants.timeout + TIMEOUT_GRACE, async {
             let instance = plugin.pre().instantiate_async(&mut store).await?;
@@ -402,6 +412,46 @@ impl Live {
                 timeout: grants.timeout,
             }),
         }
+    }
+}
+
+/// How many instances a backend of `plugin` runs: the grant's `instances`, or a default for
+/// what the plugin waits on; always one for a plugin whose data lives in its instance.
+fn pool_size(plugin: &Plugin, grants: &Grants) -> Result<usize> {
+    match grants.instances {
+        Some(0) => Err(Error::InvalidConfig {
+            plugin: plugin.name().to_string(),
+            message: "`instances` is 0; a backend runs at least one instance".into(),
+        }),
+        Some(asked) if asked > 1 && plugin.single_instance() => Err(Error::InvalidConfig {
+            plugin: plugin.name().to_string(),
+            message: format!(
+                "`instances` is {asked}, but this plugin keeps its data inside its instance \
+                 (describe() declares `{}`), so it runs one; remove `instances`",
+                stateplug_sdk::SINGLE_INSTANCE
+            ),
+        }),
+        Some(asked) => Ok(asked),
+        None if plugin.single_instance() => Ok(1),
+        None => Ok(crate::grants::default_instances(plugin.capabilities().http)),
+    }
+}
+
+/// The memory a backend's instances may hold together: `memory_total`, by default four times
+/// one instance's `memory`.
+fn memory_total(plugin: &Plugin, grants: &Grants) -> Result<usize> {
+    match grants.memory_total {
+        Some(total) if total < grants.memory => Err(Error::InvalidConfig {
+            plugin: plugin.name().to_string(),
+            message: format!(
+                "`memory_total` ({} MiB) is less than one instance's `memory` ({} MiB); \
+                 raise `memory_total` or lower `memory`",
+                total >> 20,
+                grants.memory >> 20
+            ),
+        }),
+        Some(total) => Ok(total),
+        None => Ok(grants.memory.saturating_mul(4)),
     }
 }
 
@@ -435,7 +485,8 @@ mod tests {
         let runtime = Runtime::new().unwrap();
         let wasm = wat::parse_str(TABLE_BOMB).unwrap();
         let component = wasmtime::component::Component::new(runtime.engine(), &wasm).unwrap();
-        let mut store = new_store(runtime.engine(), &Grants::default(), "table-bomb").unwrap();
+        let mut store =
+            new_store(runtime.engine(), &Grants::default(), "table-bomb", None).unwrap();
         let instance = runtime
             .linker()
             .instantiate_async(&mut store, &component)

@@ -30,6 +30,8 @@ pub(crate) fn crashed(
             "it overflowed its stack (unbounded recursion?) or accessed memory out of bounds ({detail})"
         ),
         Some(Trap::UnreachableCodeReached) => format!("it panicked or aborted ({detail})"),
+        // The shared budget's own words name `memory_total` and what to do.
+        _ if detail.contains("memory_total") => format!("it ran out of memory: {detail}"),
         _ if detail.contains("growing memory") => format!(
             "it exceeded its memory cap of {} MiB ({detail}); raise `memory` in the backend's \
              grants if it really needs more",

@@ -19,8 +19,9 @@ pub struct RuntimeOptions {
     /// Default: `$STATEPLUG_CACHE_DIR`, else `$XDG_CACHE_HOME/stateplug/compiled`, else
     /// `~/.cache/stateplug/compiled`.
     pub cache_dir: Option<PathBuf>,
-    /// Backends that can be open at once with the pooling allocator (faster instantiation,
-    /// memory reserved up front); `None` allocates on demand without a limit.
+    /// Plugin instances that can exist at once, across all backends and their pools, with the
+    /// pooling allocator (faster instantiation, memory reserved up front); `None` allocates on
+    /// demand without a limit.
     pub pool_size: Option<u32>,
 }
 

@@ -20,12 +20,19 @@ pub const DEFAULT_GUEST_DIR: &str = "/data";
 pub struct Grants {
     /// Host directories the plugin may see, each under a guest path.
     pub dirs: Vec<DirGrant>,
-    /// Cap on linear memory, in bytes.
+    /// Cap on one instance's linear memory, in bytes.
     pub memory: usize,
+    /// Cap on the linear memory of all the backend's instances together, in bytes; `None`
+    /// for four times `memory`.
+    pub memory_total: Option<usize>,
     /// Wall-clock deadline for one call.
     pub timeout: Duration,
     /// Hosts the plugin may send HTTP requests to; none by default.
     pub allow_hosts: Vec<HostGrant>,
+    /// Instances of the plugin that may run calls at once, each a sandbox with these limits;
+    /// `None` for the default ([`default_instances`]). A plugin that keeps its data in its
+    /// instance (`describe()` declares `single-instance`) runs one.
+    pub instances: Option<usize>,
 }
 
 impl Default for Grants {
@@ -33,9 +40,23 @@ impl Default for Grants {
         Grants {
             dirs: Vec::new(),
             memory: DEFAULT_MEMORY,
+            memory_total: None,
             timeout: DEFAULT_TIMEOUT,
             allow_hosts: Vec::new(),
+            instances: None,
         }
+    }
+}
+
+/// Instances a backend runs by default: a plugin that talks to a service mostly waits on the
+/// network, so many calls in flight pay off; one that works on local files is bound by the
+/// cores (and the file system), so two per core.
+pub fn default_instances(uses_network: bool) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if uses_network {
+        16
+    } else {
+        (2 * cores).min(16)
     }
 }
 

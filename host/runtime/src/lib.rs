@@ -31,17 +31,21 @@ mod error;
 mod files;
 mod grants;
 mod host;
+mod limits;
 mod linker;
 mod network;
 mod object_store;
 mod output;
 mod plugin;
+mod pool;
 mod store_data;
 
 pub use backend::Backend;
 pub use engine::{Runtime, RuntimeOptions};
 pub use error::{Error, Result};
-pub use grants::{DEFAULT_GUEST_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants};
+pub use grants::{
+    DEFAULT_GUEST_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants, default_instances,
+};
 pub use network::HostGrant;
 pub use plugin::{Capabilities, Plugin, PluginMetadata, PluginSource};
 pub use stateplug_sdk::{CONTRACT_VERSION, ConfigField, LockInfo, Object, Page, Precondition};

@@ -199,6 +199,13 @@ impl Plugin {
         &self.inner.sha256
     }
 
+    /// Whether the plugin keeps its data inside its instance (`describe()` declares
+    /// [`SINGLE_INSTANCE`](stateplug_sdk::SINGLE_INSTANCE)): its backends run one instance.
+    pub fn single_instance(&self) -> bool {
+        let features = &self.inner.metadata.features;
+        features.iter().any(|f| f == stateplug_sdk::SINGLE_INSTANCE)
+    }
+
     /// The interfaces the plugin imports (which WASI capabilities it would use).
     pub fn imports(&self) -> Vec<String> {
         let engine = self.inner.runtime.engine();
@@ -270,7 +277,7 @@ async fn describe(pre: &PluginPre<StoreData>, source: &PluginSource) -> Result<P
         source_name: source.to_string(),
         reason: format!("{what}: {}{}", untrusted(&chain(e)), quote_output(&output)),
     };
-    let mut store = new_store(pre.engine(), &grants, "(loading)")?;
+    let mut store = new_store(pre.engine(), &grants, "(loading)", None)?;
     let output = store.data().output.clone();
     let instance = pre
         .instantiate_async(&mut store)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -13,6 +13,7 @@ use crate::epoch::deadline_ticks;
 use crate::error::{Error, Result, chain};
 use crate::grants::{DirGrant, Grants};
 use crate::host::HostView;
+use crate::limits::{Limits, MemoryBudget};
 use crate::network::NetworkPolicy;
 use crate::output::GuestOutput;
 
@@ -27,7 +28,7 @@ pub(crate) struct StoreData {
     http: WasiHttpCtx,
     network: NetworkPolicy,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limits,
     pub(crate) output: GuestOutput,
     /// Log messages left for the current call.
     pub(crate) log_budget: u32,
@@ -35,9 +36,15 @@ pub(crate) struct StoreData {
     file_locks: usize,
 }
 
-/// A store for one instance of plugin `name` under `grants`, its deadline set for one call.
-pub(crate) fn new_store(engine: &Engine, grants: &Grants, name: &str) -> Result<Store<StoreData>> {
-    let mut store = Store::new(engine, StoreData::new(grants, name)?);
+/// A store for one instance of plugin `name` under `grants`, drawing on its backend's memory
+/// `budget` when it has one, its deadline set for one call.
+pub(crate) fn new_store(
+    engine: &Engine,
+    grants: &Grants,
+    name: &str,
+    budget: Option<Arc<MemoryBudget>>,
+) -> Result<Store<StoreData>> {
+    let mut store = Store::new(engine, StoreData::new(grants, name, budget)?);
     store.limiter(|data| &mut data.limits);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(grants.timeout));
@@ -45,7 +52,7 @@ pub(crate) fn new_store(engine: &Engine, grants: &Grants, name: &str) -> Result<
 }
 
 impl StoreData {
-    fn new(grants: &Grants, plugin: &str) -> Result<StoreData> {
+    fn new(grants: &Grants, plugin: &str, budget: Option<Arc<MemoryBudget>>) -> Result<StoreData> {
         let output = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
@@ -70,16 +77,7 @@ impl StoreData {
                     reason: chain(&e),
                 })?;
         }
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(grants.memory)
-            .table_elements(1 << 20)
-            .instances(64)
-            .tables(64)
-            .memories(16)
-            // A guest that asks for too much traps at once with a clear message instead of
-            // seeing a failed allocation and aborting somewhere less obvious.
-            .trap_on_grow_failure(true)
-            .build();
+        let limits = Limits::new(grants, budget);
         let plugin: Arc<str> = plugin.into();
         // A response bigger than the plugin's memory could never be held by it anyway.
         let network = NetworkPolicy::new(

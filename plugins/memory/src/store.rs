@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use stateplug_sdk::{
-    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result, Store,
-    check_precondition, log,
+    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result,
+    SINGLE_INSTANCE, Store, check_precondition, log,
 };
 
 /// Paths returned per listing page.
@@ -30,7 +30,8 @@ impl Store for Memory {
                 ConfigField::optional("page_size", "paths per listing page")
                     .default_value(&PAGE_SIZE.to_string()),
             ],
-            features: vec!["native-locking".into()],
+            // Its objects live in the instance: one instance per backend.
+            features: vec!["native-locking".into(), SINGLE_INSTANCE.into()],
         }
     }
 

@@ -9,8 +9,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use stateplug_sdk::{
-    Store, Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result,
-    check_precondition, log,
+    Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result, SINGLE_INSTANCE,
+    Store, check_precondition, log,
 };
 
 /// One opened store.
@@ -30,7 +30,10 @@ impl Store for MyStore {
                 ConfigField::optional("page_size", "paths per listing page").default_value("100"),
                 ConfigField::optional("token", "an example secret, never logged").secret(),
             ],
-            features: vec![],
+            // The objects live in this instance's memory, so the host must run one instance:
+            // remove this once your data lives in your storage (the host then runs a pool of
+            // instances that share the storage, never memory).
+            features: vec![SINGLE_INSTANCE.into()],
         }
     }
 

@@ -22,7 +22,8 @@ use stateplug_runtime::{Backend, Grants, HostGrant};
 use super::terraform::{Project, main_tf};
 use super::workspace_root;
 
-/// `moto_server`: `STATEPLUG_MOTO_SERVER`, else the one `.ci/run` installed in the venv.
+/// `moto_server`: `STATEPLUG_MOTO_SERVER`, else the one `.ci/run` installed in the venv; it
+/// says moto is installed (the tests run moto's server through `tests/support/moto_serial.py`).
 pub fn moto_server_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("STATEPLUG_MOTO_SERVER") {
         return Some(PathBuf::from(path));
@@ -68,7 +69,7 @@ pub fn clean_aws_env<'a>(command: &'a mut Command, home: &Path) -> &'a mut Comma
         .env("no_proxy", "127.0.0.1,localhost")
 }
 
-/// A `moto_server` process on a free 127.0.0.1 port, killed when dropped.
+/// A moto server process on a free 127.0.0.1 port, killed when dropped.
 pub struct Moto {
     child: Child,
     port: u16,
@@ -92,7 +93,7 @@ impl Moto {
     /// instead when `CI` is set (CI must not skip these tests).
     pub fn start_or_skip(test: &str) -> Option<Moto> {
         match (moto_server_binary(), python_binary()) {
-            (Some(server), Some(python)) => Some(Moto::start_with(&server, &python)),
+            (Some(_), Some(python)) => Some(Moto::start_with(&python)),
             _ if std::env::var_os("CI").is_some() => panic!(
                 "CI is set but moto is not installed: `bash .ci/run` installs moto[server] and \
                  boto3 into target/ci-venv (or set STATEPLUG_MOTO_SERVER and STATEPLUG_PYTHON)"
@@ -108,10 +109,12 @@ impl Moto {
         }
     }
 
-    /// Starts `moto_server -H 127.0.0.1 -p <free port>` and waits until it answers HTTP.
-    /// The port is found by binding port 0 and releasing it, so another process may take it
-    /// in between: then moto exits and we try another port (three attempts).
-    pub fn start_with(server: &Path, python: &Path) -> Moto {
+    /// Starts moto's server on a free port of 127.0.0.1 with `python` (through
+    /// `tests/support/moto_serial.py`: moto's conditional writes are atomic only when its
+    /// requests take effect one at a time) and waits until it answers HTTP. The port is found
+    /// by binding port 0 and releasing it, so another process may take it in between: then
+    /// moto exits and we try another port (three attempts).
+    pub fn start_with(python: &Path) -> Moto {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("moto.log");
         let mut failures = String::new();
@@ -122,16 +125,17 @@ impl Moto {
                 .unwrap()
                 .port();
             let log = std::fs::File::create(&log_path).unwrap();
-            let mut command = Command::new(server);
+            let mut command = Command::new(python);
             clean_aws_env(&mut command, dir.path());
             let mut child = command
+                .arg(workspace_root().join("tests/support/moto_serial.py"))
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("PYTHONUNBUFFERED", "1")
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", server.display()));
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 if let Some(status) = child.try_wait().unwrap() {
@@ -157,7 +161,7 @@ impl Moto {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        panic!("{} did not start:\n{failures}", server.display());
+        panic!("moto did not start:\n{failures}");
     }
 
     /// `http://127.0.0.1:PORT`: the S3 and the DynamoDB endpoint.

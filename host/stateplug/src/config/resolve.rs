@@ -185,8 +185,20 @@ fn resolve_backend(
     if let Some(memory) = table.get("memory") {
         grants.memory = parse_size("memory", memory).map_err(context)?;
     }
+    if let Some(total) = table.get("memory_total") {
+        grants.memory_total = Some(parse_size("memory_total", total).map_err(context)?);
+    }
     if let Some(timeout) = table.get("timeout") {
         grants.timeout = parse_duration("timeout", timeout).map_err(context)?;
+    }
+    if let Some(instances) = table.get("instances") {
+        let text = value_text("instances", instances).map_err(context)?;
+        let count = text.parse().ok().filter(|n| *n >= 1);
+        grants.instances = Some(count.ok_or_else(|| {
+            invalid(format!(
+                "backend `{name}`: `instances` = `{text}` is not a whole number of at least 1"
+            ))
+        })?);
     }
     if let Some(history) = table.get("history") {
         let text = value_text("history", history).map_err(context)?;
@@ -327,8 +339,8 @@ mod tests {
 
     #[test]
     fn flags_beat_environment_beat_file() {
-        let file =
-            "[backends.team]\nplugin = \"memory\"\npage_size = 10\nhistory = 3\ntimeout = \"5s\"\n";
+        let file = "[backends.team]\nplugin = \"memory\"\npage_size = 10\nhistory = 3\ntimeout = \"5s\"\n\
+                    instances = 2\n";
         let env = [
             ("STATEPLUG_BACKEND_TEAM_PAGE_SIZE", "20"),
             ("STATEPLUG_BACKEND_TEAM_HISTORY", "4"),
@@ -344,6 +356,7 @@ mod tests {
         );
         assert_eq!(config.backend.state.history, 4);
         assert_eq!(config.backend.grants.timeout, Duration::from_secs(5));
+        assert_eq!(config.backend.grants.instances, Some(2));
     }
 
     #[test]
@@ -361,6 +374,10 @@ mod tests {
             (
                 "[backends.a]\nplugin = \"memory\"\ntimeout = \"soon\"\n",
                 "`timeout` = `soon` is not a duration",
+            ),
+            (
+                "[backends.a]\nplugin = \"local\"\ninstances = 0\n",
+                "`instances` = `0` is not a whole number of at least 1",
             ),
             (
                 "[backends.a]\nplugin = \"memory\"\n[backends.b]\nplugin = \"memory\"\n",

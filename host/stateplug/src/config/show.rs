@@ -41,6 +41,12 @@ impl BackendSettings {
                 .to_string()
                 .into(),
         );
+        if let Some(total) = self.grants.memory_total {
+            table.insert("memory_total".into(), format!("{}MiB", total >> 20).into());
+        }
+        if let Some(instances) = self.grants.instances {
+            table.insert("instances".into(), (instances as i64).into());
+        }
         table.insert("history".into(), (self.state.history as i64).into());
         if let Some(ttl) = self.state.lock_ttl {
             table.insert(

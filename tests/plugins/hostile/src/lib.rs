@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use stateplug_sdk::{
-    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result, Store,
+    Config, ConfigField, Error, LockInfo, Metadata, Object, Page, Precondition, Result,
+    SINGLE_INSTANCE, Store,
 };
 
 /// The attacker.
@@ -42,7 +43,8 @@ impl Store for Hostile {
                 ConfigField::optional("paint", &format!("{PAINT}{}", "x".repeat(10_000)))
                     .default_value(PAINT),
             ],
-            features: vec![],
+            // What it stores lives in the instance: one instance per backend.
+            features: vec![SINGLE_INSTANCE.into()],
         }
     }
 

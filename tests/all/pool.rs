@@ -1,0 +1,115 @@
+//! A backend's instance pool: calls run concurrently, each on a sandbox of its own; a stuck
+//! call holds only its own instance; a plugin whose data lives in its instance keeps one.
+
+use std::time::Duration;
+
+use stateplug_runtime::{Error, Grants};
+
+use crate::common;
+
+/// Makes a named pipe: reading it blocks until a writer sends or closes, as a file on a hung
+/// network mount would.
+fn fifo(path: &std::path::Path) {
+    let name = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `name` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Opens the pipe's write end when dropped, which lets go a plugin thread blocked opening it
+/// for reading, even when an assertion failed (that thread would keep the test's runtime from
+/// shutting down).
+struct Unblock(std::path::PathBuf);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::File::options()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_call_holds_only_its_own_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    fifo(&dir.path().join("stuck"));
+    let unblock = Unblock(dir.path().join("stuck"));
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.instances = Some(2);
+    grants.timeout = Duration::from_secs(30);
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    assert_eq!(backend.instances(), 2);
+    let stuck = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.read("stuck").await }
+    });
+    // The plugin blocks opening the pipe (for reading) until a writer opens it.
+    for _ in 0..2000 {
+        if backend.calls_running() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(backend.calls_running(), 1, "the stuck call never started");
+    // Another call runs on the other instance meanwhile.
+    let other = backend.read("other").await;
+    assert!(matches!(other, Err(Error::NotFound { .. })), "{other:?}");
+    assert!(
+        !stuck.is_finished(),
+        "the stuck call ended before its pipe did"
+    );
+    // Opening the write end lets the plugin's open return; a pipe cannot be read at an
+    // offset, so its read then fails, and the instance is free again.
+    drop(unblock);
+    let unstuck = stuck.await.unwrap();
+    assert!(unstuck.is_err(), "{unstuck:?}");
+    assert_eq!(backend.calls_running(), 0);
+    let other = backend.read("other").await;
+    assert!(matches!(other, Err(Error::NotFound { .. })), "{other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_whose_data_lives_in_its_instance_keeps_one() {
+    let memory = common::builtin("memory").await;
+    let backend = memory.open(vec![], Grants::default()).await.unwrap();
+    assert_eq!(backend.instances(), 1);
+    let asked = Grants {
+        instances: Some(4),
+        ..Grants::default()
+    };
+    let Err(refused) = memory.open(vec![], asked).await else {
+        panic!("the memory plugin opened with 4 instances");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("`instances` is 4") && refused.contains("single-instance"),
+        "{refused}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let local = common::open_local(dir.path(), &[]).await;
+    assert_eq!(
+        local.instances(),
+        stateplug_runtime::default_instances(false),
+        "the local plugin runs a pool by default"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_total_below_one_instance_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.memory_total = Some(1 << 20);
+    let Err(refused) = common::builtin("local").await.open(config, grants).await else {
+        panic!("opened with a memory_total of 1 MiB");
+    };
+    let refused = refused.to_string();
+    assert!(
+        refused.contains("`memory_total` (1 MiB) is less than one instance's `memory` (256 MiB)"),
+        "{refused}"
+    );
+}

@@ -113,3 +113,26 @@ async fn a_memory_total_below_one_instance_is_refused_by_name() {
         "{refused}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_out_of_instance_slots_says_so() {
+    use stateplug_runtime::{Plugin, Runtime, RuntimeOptions};
+    let options = RuntimeOptions {
+        pool_size: Some(1),
+        ..RuntimeOptions::default()
+    };
+    let runtime = Runtime::with_options(options).unwrap();
+    let plugin = Plugin::builtin(&runtime, "memory").await.unwrap();
+    let first = plugin.open(vec![], Grants::default()).await.unwrap();
+    let Err(refused) = plugin.open(vec![], Grants::default()).await else {
+        panic!("a second instance started in a runtime of one slot");
+    };
+    assert!(matches!(refused, Error::Unavailable { .. }), "{refused:?}");
+    let message = refused.to_string();
+    assert!(
+        message.contains("no instance could be started") && message.contains("`instances`"),
+        "{message}"
+    );
+    drop(first);
+    plugin.open(vec![], Grants::default()).await.unwrap();
+}

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stateplug_sdk::{LockInfo, Object, Page, Precondition};
-use wasmtime::Store;
 use wasmtime::component::ResourceAny;
+use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use crate::bindings::{self, contract, guest};
 use crate::contract::{error_from_plugin, lock_from_plugin, version_from_plugin};
@@ -406,7 +406,18 @@ impl Live {
                 handle,
             }),
             Ok(Ok((_, Err(e)))) => Err(error_from_plugin(name, "", e)),
-            Ok(Err(trap)) => Err(crashed(name, grants, &trap, &output.take())),
+            Ok(Err(error)) => match error.downcast_ref::<PoolConcurrencyLimitError>() {
+                // Not the plugin's doing: every instance slot of the runtime is taken.
+                Some(limit) => Err(Error::Unavailable {
+                    plugin: name.to_string(),
+                    message: format!(
+                        "no instance could be started: {limit}; the backends of this process \
+                         and their pools (`instances`) hold every slot the runtime has; \
+                         lower `instances`, or retry once calls finish"
+                    ),
+                }),
+                None => Err(crashed(name, grants, &error, &output.take())),
+            },
             Err(_) => Err(Error::Timeout {
                 plugin: name.to_string(),
                 timeout: grants.timeout,

@@ -65,7 +65,7 @@ impl<B: PluginStore> GuestStore for StoreOf<B> {
         precondition: wit::Precondition,
     ) -> Result<String, wit::Error> {
         validate(&path)?;
-        Ok(self.0.write(&path, &data, precondition.into())?)
+        Ok(self.0.write(&path, data, precondition.into())?)
     }
 
     fn delete(&self, path: String, precondition: wit::Precondition) -> Result<(), wit::Error> {

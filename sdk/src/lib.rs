@@ -47,12 +47,12 @@
 //!         self.objects.borrow().get(path).cloned().ok_or(Error::NotFound)
 //!     }
 //!
-//!     fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+//!     fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
 //!         let mut objects = self.objects.borrow_mut();
 //!         check_precondition(objects.get(path).map(|o| o.version.as_str()), &precondition)?;
 //!         *self.writes.borrow_mut() += 1;
 //!         let version = self.writes.borrow().to_string();
-//!         objects.insert(path.into(), Object { data: data.to_vec(), version: version.clone() });
+//!         objects.insert(path.into(), Object { data, version: version.clone() });
 //!         Ok(version)
 //!     }
 //!
@@ -75,9 +75,9 @@
 //! export_backend!(Scratch);
 //! # fn main() {
 //! #     let store = Scratch::open(Config::default()).unwrap();
-//! #     let v1 = store.write("a", b"1", Precondition::Absent).unwrap();
-//! #     assert_eq!(store.write("a", b"2", Precondition::Absent), Err(Error::PreconditionFailed));
-//! #     store.write("a", b"2", Precondition::VersionIs(v1)).unwrap();
+//! #     let v1 = store.write("a", b"1".to_vec(), Precondition::Absent).unwrap();
+//! #     assert_eq!(store.write("a", b"2".to_vec(), Precondition::Absent), Err(Error::PreconditionFailed));
+//! #     store.write("a", b"2".to_vec(), Precondition::VersionIs(v1)).unwrap();
 //! #     store.lock("a", LockInfo { id: "x".into(), ..Default::default() }).unwrap();
 //! #     assert!(matches!(store.lock("a", LockInfo::default()), Err(Error::Locked(_))));
 //! # }
@@ -136,7 +136,8 @@ pub trait Store: Sized + 'static {
 
     /// Writes an object atomically if `precondition` holds (else
     /// [`Error::PreconditionFailed`] and nothing changes); returns the new version token.
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String>;
+    /// `data` is the buffer the host's bytes arrived in: keep it rather than copy it.
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String>;
 
     /// Deletes an object if `precondition` holds; deleting a missing object with
     /// [`Precondition::None`] succeeds.

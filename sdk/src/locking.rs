@@ -18,7 +18,7 @@ pub fn lock<B: Store>(store: &B, path: &str, info: LockInfo) -> Result<()> {
     let lock_path = lock_path(path);
     let body = info.to_json();
     for _ in 0..ATTEMPTS {
-        match store.write(&lock_path, &body, Precondition::Absent) {
+        match store.write(&lock_path, body.clone(), Precondition::Absent) {
             Ok(_) => return Ok(()),
             Err(Error::PreconditionFailed) => {}
             Err(e) => return Err(e),
@@ -32,7 +32,11 @@ pub fn lock<B: Store>(store: &B, path: &str, info: LockInfo) -> Result<()> {
         if !holder.is_expired() {
             return Err(Error::Locked(Box::new(holder)));
         }
-        match store.write(&lock_path, &body, Precondition::VersionIs(current.version)) {
+        match store.write(
+            &lock_path,
+            body.clone(),
+            Precondition::VersionIs(current.version),
+        ) {
             Ok(_) => {
                 log::warn(&format!(
                     "took over the expired lock {} of {} on `{path}`",

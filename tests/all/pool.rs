@@ -73,6 +73,40 @@ async fn a_stuck_call_holds_only_its_own_instance() {
     assert!(matches!(other, Err(Error::NotFound { .. })), "{other:?}");
 }
 
+/// File operations of a plugin granted directories run on its call's thread, not hopping to
+/// another one each: the deadline must still reach a call blocked in one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_blocked_in_a_file_operation_ends_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    fifo(&dir.path().join("stuck"));
+    let _unblock = Unblock(dir.path().join("stuck"));
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.instances = Some(1);
+    grants.timeout = Duration::from_secs(1);
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    // On a task of its own, watched from this one: were the call to block the worker it runs
+    // on, this task (on the other worker) still sees it outlive its deadline.
+    let stuck = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.read("stuck").await }
+    });
+    let stuck = tokio::time::timeout(Duration::from_secs(60), stuck).await;
+    let error = stuck
+        .expect("the call outlived its deadline")
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+    assert!(error.to_string().contains("raise `timeout`"), "{error}");
+    // The stuck instance was given up: the one instance slot serves the next call.
+    assert_eq!(backend.calls_running(), 0);
+    let other = backend.read("other").await;
+    assert!(matches!(other, Err(Error::NotFound { .. })), "{other:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_whose_data_lives_in_its_instance_keeps_one() {
     let memory = common::builtin("memory").await;

@@ -68,7 +68,7 @@ impl Plugin {
         let budget = MemoryBudget::new(memory_total(self, &grants)?);
         let plugin = self.clone();
         // One instance at once, so configuration errors surface here; the others on demand.
-        let live = Live::start(&plugin, &config, &grants, &budget).await?;
+        let live = Live::start_within_deadline(&plugin, &config, &grants, &budget).await?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 plugin,
@@ -290,12 +290,8 @@ impl Backend {
     async fn call<A, R, F>(&self, path: &str, args: A, call: F) -> Result<R>
     where
         A: Send + Sync + 'static,
-        F: for<'a> Fn(
-            &'a mut Store<StoreData>,
-            guest::GuestStore<'a>,
-            ResourceAny,
-            Arc<A>,
-        ) -> CallFuture<'a, R>,
+        R: Send + 'static,
+        F: CallFn<A, R>,
     {
         let args = Arc::new(args);
         let started = Instant::now();
@@ -327,46 +323,40 @@ impl Backend {
 impl Inner {
     async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, contract::Error>>
     where
-        F: for<'a> Fn(
-            &'a mut Store<StoreData>,
-            guest::GuestStore<'a>,
-            ResourceAny,
-            Arc<A>,
-        ) -> CallFuture<'a, R>,
+        A: Send + Sync + 'static,
+        R: Send + 'static,
+        F: CallFn<A, R>,
     {
         // A call that trapped, timed out, or whose caller gave up half-way (this future
-        // dropped) leaves its instance in an unknown state: the checkout discards it unless
-        // the call finished.
+        // dropped) leaves its instance in an unknown state: only a finished call puts it
+        // back.
         let mut checkout = self.instances.checkout().await;
-        if checkout.instance.is_none() {
-            let started = Live::start(&self.plugin, &self.config, &self.grants, &self.budget);
-            checkout.instance = Some(started.await?);
-        }
-        let Some(Live {
-            store,
-            instance,
-            handle,
-        }) = checkout.instance.as_mut()
-        else {
-            return Err(Error::Host("plugin instance missing after start".into()));
+        let mut live = match checkout.instance.take() {
+            Some(live) => live,
+            None => {
+                Live::start_within_deadline(&self.plugin, &self.config, &self.grants, &self.budget)
+                    .await?
+            }
         };
-        store.set_epoch_deadline(deadline_ticks(self.grants.timeout));
-        store.data_mut().log_budget = LOG_BUDGET_PER_CALL;
-        let guest = instance.stateplug_backend_backend().store();
-        let deadline = self.grants.timeout + TIMEOUT_GRACE;
-        let failure = match tokio::time::timeout(deadline, call(store, guest, *handle, args)).await
-        {
-            Ok(Ok(result)) => {
+        let (call, timeout) = (*call, self.grants.timeout);
+        let outcome = on_call_thread(&self.grants, async move {
+            let outcome = live.call(call, args, timeout).await;
+            (live, outcome)
+        })
+        .await;
+        let failure = match outcome {
+            Some((live, Ok(result))) => {
+                checkout.instance = Some(live);
                 checkout.finish();
                 return Ok(result);
             }
-            Ok(Err(trap)) => crashed(
+            Some((live, Err(trap))) => crashed(
                 self.plugin.name(),
                 &self.grants,
                 &trap,
-                &store.data().output.take(),
+                &live.store.data().output.take(),
             ),
-            Err(_) => Error::Timeout {
+            None => Error::Timeout {
                 plugin: self.plugin.name().to_string(),
                 timeout: self.grants.timeout,
             },
@@ -378,7 +368,91 @@ impl Inner {
     }
 }
 
+/// Runs `work` (a call into an instance) where its file operations may block, and waits
+/// for it until the call's deadline (plus a grace), `None` past it.
+///
+/// A plugin granted directories runs each call on a thread of tokio's blocking pool, and
+/// wasi's file operations run right on that thread ([`Grants::blocks_in_files`]): one
+/// hand-off per call instead of one per file operation. A call stuck in a file operation (a
+/// pipe, a hung network mount), where the epoch deadline cannot reach, holds only that
+/// thread: the caller stops waiting at the deadline, and the instance is dropped when the
+/// operation returns. Other plugins compute or wait on async network I/O only: their calls
+/// run on the caller's task, with no hand-off.
+async fn on_call_thread<T: Send + 'static>(
+    grants: &Grants,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    let deadline = grants.timeout + TIMEOUT_GRACE;
+    if !grants.blocks_in_files() {
+        return tokio::time::timeout(deadline, work).await.ok();
+    }
+    let runtime = tokio::runtime::Handle::current();
+    let thread = tokio::task::spawn_blocking(move || runtime.block_on(work));
+    match tokio::time::timeout(deadline, thread).await {
+        Ok(Ok(done)) => Some(done),
+        // A panic of host code on that thread is the caller's, as if it ran inline.
+        Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+        Err(_) => None,
+    }
+}
+
+/// A contract call on an instance: a plain function (no captures), so that it can move to
+/// the thread the call runs on, and be repeated when the plugin answers `busy`.
+trait CallFn<A, R>:
+    for<'a> Fn(
+        &'a mut Store<StoreData>,
+        guest::GuestStore<'a>,
+        ResourceAny,
+        Arc<A>,
+    ) -> CallFuture<'a, R>
+    + Copy
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<A, R, F> CallFn<A, R> for F where
+    F: for<'a> Fn(
+            &'a mut Store<StoreData>,
+            guest::GuestStore<'a>,
+            ResourceAny,
+            Arc<A>,
+        ) -> CallFuture<'a, R>
+        + Copy
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 impl Live {
+    /// Starts an instance and opens its store, where its calls run, within the deadline.
+    async fn start_within_deadline(
+        plugin: &Plugin,
+        config: &[(String, String)],
+        grants: &Grants,
+        budget: &Arc<MemoryBudget>,
+    ) -> Result<Live> {
+        let plugin_name = plugin.name().to_string();
+        let (plugin, config, owned_grants, budget) = (
+            plugin.clone(),
+            config.to_vec(),
+            grants.clone(),
+            budget.clone(),
+        );
+        let started = on_call_thread(grants, async move {
+            Live::start(&plugin, &config, &owned_grants, &budget).await
+        })
+        .await;
+        started.unwrap_or_else(|| {
+            Err(Error::Timeout {
+                plugin: plugin_name,
+                timeout: grants.timeout,
+            })
+        })
+    }
+
     async fn start(
         plugin: &Plugin,
         config: &[(String, String)],
@@ -389,7 +463,7 @@ impl Live {
         let engine = plugin.runtime().engine();
         let mut store = new_store(engine, grants, name, Some(budget.clone()))?;
         let output = store.data().output.clone();
-        let started = tokio::time::timeout(grants.timeout + TIMEOUT_GRACE, async {
+        let started = async {
             let instance = plugin.pre().instantiate_async(&mut store).await?;
             let opened = instance
                 .stateplug_backend_backend()
@@ -397,16 +471,16 @@ impl Live {
                 .call_open(&mut store, config)
                 .await?;
             Ok::<_, wasmtime::Error>((instance, opened))
-        })
+        }
         .await;
         match started {
-            Ok(Ok((instance, Ok(handle)))) => Ok(Live {
+            Ok((instance, Ok(handle))) => Ok(Live {
                 store,
                 instance,
                 handle,
             }),
-            Ok(Ok((_, Err(e)))) => Err(error_from_plugin(name, "", e)),
-            Ok(Err(error)) => match error.downcast_ref::<PoolConcurrencyLimitError>() {
+            Ok((_, Err(e))) => Err(error_from_plugin(name, "", e)),
+            Err(error) => match error.downcast_ref::<PoolConcurrencyLimitError>() {
                 // Not the plugin's doing: every instance slot of the runtime is taken.
                 Some(limit) => Err(Error::Unavailable {
                     plugin: name.to_string(),
@@ -418,11 +492,20 @@ impl Live {
                 }),
                 None => Err(crashed(name, grants, &error, &output.take())),
             },
-            Err(_) => Err(Error::Timeout {
-                plugin: name.to_string(),
-                timeout: grants.timeout,
-            }),
         }
+    }
+
+    /// One contract call, with a fresh deadline and log budget.
+    async fn call<A, R, F: CallFn<A, R>>(
+        &mut self,
+        call: F,
+        args: Arc<A>,
+        timeout: Duration,
+    ) -> wasmtime::Result<Result<R, contract::Error>> {
+        self.store.set_epoch_deadline(deadline_ticks(timeout));
+        self.store.data_mut().log_budget = LOG_BUDGET_PER_CALL;
+        let guest = self.instance.stateplug_backend_backend().store();
+        call(&mut self.store, guest, self.handle, args).await
     }
 }
 

@@ -35,6 +35,15 @@ pub struct Grants {
     pub instances: Option<usize>,
 }
 
+impl Grants {
+    /// Whether the plugin's file operations may block: it is granted directories. Its calls
+    /// then run on a thread where blocking is allowed, and wasi's file operations run right
+    /// there instead of each hopping to another thread (see `backend.rs`).
+    pub(crate) fn blocks_in_files(&self) -> bool {
+        !self.dirs.is_empty()
+    }
+}
+
 impl Default for Grants {
     fn default() -> Self {
         Grants {

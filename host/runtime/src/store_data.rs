@@ -56,9 +56,9 @@ impl StoreData {
         let output = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
-        // File operations stay on tokio's blocking pool (wasmtime-wasi's default): doing them
-        // on the calling thread is faster, but a plugin stuck in one (a slow network mount)
-        // would then hold an async worker where no deadline can reach it.
+        // File operations run on the thread of the call, which for a plugin granted
+        // directories is a thread of the blocking pool (`backend.rs`): never an async worker.
+        wasi.allow_blocking_current_thread(grants.blocks_in_files());
         for dir in &grants.dirs {
             if !dir.read_only && !dir.host.exists() {
                 std::fs::create_dir_all(&dir.host).map_err(|e| Error::Grant {

@@ -70,7 +70,7 @@ impl Nginx {
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let child = Command::new(tool("nginx"))
+        let mut child = Command::new(tool("nginx"))
             .arg("-c")
             .arg(&conf_path)
             .arg("-p")
@@ -85,6 +85,8 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nginx did not listen on {url}");
     }
 }

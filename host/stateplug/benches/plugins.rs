@@ -42,7 +42,7 @@ fn benches(c: &mut Criterion) {
         rt.block_on(wasm.write("obj", data.clone(), Precondition::None))
             .unwrap();
         native_memory
-            .write("obj", &data, Precondition::None)
+            .write("obj", data.clone(), Precondition::None)
             .unwrap();
 
         let mut group = c.benchmark_group(format!("memory/read/{label}"));
@@ -59,11 +59,15 @@ fn benches(c: &mut Criterion) {
             )
         });
         group.bench_function("native", |b| {
-            b.iter(|| {
-                native_memory
-                    .write("obj", &data, Precondition::None)
-                    .unwrap()
-            })
+            b.iter_batched(
+                || data.clone(),
+                |data| {
+                    native_memory
+                        .write("obj", data, Precondition::None)
+                        .unwrap()
+                },
+                BatchSize::LargeInput,
+            )
         });
         group.finish();
     }
@@ -88,11 +92,11 @@ fn benches(c: &mut Criterion) {
         )
     });
     group.bench_function("native", |b| {
-        b.iter(|| {
-            native_local
-                .write("obj", &data, Precondition::None)
-                .unwrap()
-        })
+        b.iter_batched(
+            || data.clone(),
+            |data| native_local.write("obj", data, Precondition::None).unwrap(),
+            BatchSize::LargeInput,
+        )
     });
     group.finish();
 

@@ -115,8 +115,8 @@ impl Store for Local {
         })
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
-        self.write_with_hook(path, data, precondition, || {})
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
+        self.write_with_hook(path, &data, precondition, || {})
     }
 
     fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {

@@ -56,7 +56,7 @@ impl Store for Memory {
             .ok_or(Error::NotFound)
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
         let mut objects = self.objects.borrow_mut();
         check_precondition(objects.get(path).map(|o| o.version.as_str()), &precondition)?;
         let version = {
@@ -65,7 +65,7 @@ impl Store for Memory {
             writes.to_string()
         };
         let object = Object {
-            data: data.to_vec(),
+            data,
             version: version.clone(),
         };
         objects.insert(path.to_string(), object);

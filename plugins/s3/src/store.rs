@@ -71,11 +71,11 @@ impl Store for S3 {
         block_on(self.bucket.get(&self.layout.object_key(path)))
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
         let key = self.layout.object_key(path);
         block_on(async {
-            let etag = self.bucket.put(&key, data, &precondition).await?;
-            self.record_digest(&key, data).await;
+            let etag = self.bucket.put(&key, &data, &precondition).await?;
+            self.record_digest(&key, &data).await;
             Ok(etag)
         })
     }

@@ -58,14 +58,14 @@ impl Store for MyStore {
             .ok_or(Error::NotFound)
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
         let mut objects = self.objects.borrow_mut();
         let current = objects.get(path).map(|o| o.version.as_str());
         check_precondition(current, &precondition)?;
         self.writes.set(self.writes.get() + 1);
         let version = format!("v{}", self.writes.get());
         let object = Object {
-            data: data.to_vec(),
+            data,
             version: version.clone(),
         };
         objects.insert(path.to_string(), object);

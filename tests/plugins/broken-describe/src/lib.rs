@@ -18,7 +18,7 @@ impl Store for BrokenDescribe {
         Err(Error::NotFound)
     }
 
-    fn write(&self, _: &str, _: &[u8], _: Precondition) -> Result<String> {
+    fn write(&self, _: &str, _: Vec<u8>, _: Precondition) -> Result<String> {
         Err(Error::NotFound)
     }
 

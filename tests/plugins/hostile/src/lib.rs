@@ -149,15 +149,13 @@ impl Store for Hostile {
         }
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
         if self.attack != "stuck-version" {
             return Err(Error::Denied("this plugin does not store anything".into()));
         }
         let exists = self.stored.borrow().contains_key(path);
         stateplug_sdk::check_precondition(exists.then_some(STUCK), &precondition)?;
-        self.stored
-            .borrow_mut()
-            .insert(path.to_string(), data.to_vec());
+        self.stored.borrow_mut().insert(path.to_string(), data);
         Ok(STUCK.into())
     }
 

@@ -30,8 +30,8 @@ impl Store for TornWrite {
         self.0.read(path)
     }
 
-    fn write(&self, path: &str, data: &[u8], precondition: Precondition) -> Result<String> {
-        self.0.write_with_hook(path, data, precondition, || {
+    fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
+        self.0.write_with_hook(path, &data, precondition, || {
             if data.starts_with(b"PANIC") {
                 panic!("torn-write panics in the middle of writing `{path}`");
             }

@@ -273,3 +273,42 @@ async fn leftovers_of_ended_writers_are_removed_when_a_store_opens() {
     assert!(live_temp.exists(), "a live writer's temp file was removed");
     assert!(live_guard.exists(), "a live writer's guard was removed");
 }
+
+/// The plugin knows the version of a file it wrote last without hashing it again, from the
+/// file's size and modification time: a change made beside it, of the same size, in place,
+/// must still be seen, and must fail a compare-and-swap against the old version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_beside_the_plugin_gets_a_new_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.instances = Some(1);
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    let v1 = backend
+        .write("ws/state", b"aaaa".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("ws/state"), b"bbbb").unwrap();
+    let read = backend.read("ws/state").await.unwrap();
+    assert_eq!(read.data, b"bbbb");
+    assert_ne!(read.version, v1, "an outside change kept the old version");
+    let stale = backend
+        .write("ws/state", b"cccc".to_vec(), Precondition::VersionIs(v1))
+        .await;
+    assert!(
+        matches!(stale, Err(Error::PreconditionFailed { .. })),
+        "{stale:?}"
+    );
+    assert_eq!(std::fs::read(dir.path().join("ws/state")).unwrap(), b"bbbb");
+    backend
+        .write(
+            "ws/state",
+            b"dddd".to_vec(),
+            Precondition::VersionIs(read.version),
+        )
+        .await
+        .unwrap();
+}

@@ -10,13 +10,15 @@
 //! live writer makes the call answer `busy` at once: the host retries it shortly, so a busy
 //! object never holds up calls for other objects.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::file;
+use crate::file::{self, Stamp};
 use stateplug_sdk::fs::{FileLock, set_file_mode};
 use stateplug_sdk::{
     Config, ConfigField, Error, Metadata, Object, Page, Precondition, Result, Store,
@@ -27,6 +29,8 @@ use stateplug_sdk::{
 const INTERNAL: &str = ".stateplug-local";
 /// Paths returned per listing page.
 const PAGE_SIZE: usize = 1000;
+/// Objects whose last write by this instance it remembers (see [`Local::written`]).
+const REMEMBERED: usize = 4096;
 
 /// Makes temp file names unique within this instance.
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -36,6 +40,9 @@ pub struct Local {
     root: PathBuf,
     backup_count: usize,
     file_mode: u32,
+    /// Stamp and version of each object's last write by this instance: while the file keeps
+    /// that stamp (nobody replaced it since), its version is known without hashing it.
+    written: RefCell<HashMap<String, (Stamp, String)>>,
 }
 
 impl Store for Local {
@@ -103,16 +110,18 @@ impl Store for Local {
             root,
             backup_count,
             file_mode,
+            written: RefCell::default(),
         })
     }
 
     fn read(&self, path: &str) -> Result<Object> {
         let file = self.object_file(path)?;
-        let data = fs::read(&file).map_err(|e| Error::io(format!("reading `{path}`"), e))?;
-        Ok(Object {
-            version: version_of(&data),
-            data,
-        })
+        let (data, stamp) =
+            file::read(&file).map_err(|e| Error::io(format!("reading `{path}`"), e))?;
+        let version = self
+            .version_written(path, stamp)
+            .unwrap_or_else(|| version_of(&data));
+        Ok(Object { version, data })
     }
 
     fn write(&self, path: &str, data: Vec<u8>, precondition: Precondition) -> Result<String> {
@@ -125,6 +134,7 @@ impl Store for Local {
             check_precondition(self.current_version(path, &file)?.as_deref(), &precondition)?;
             match fs::remove_file(&file) {
                 Ok(()) => {
+                    self.written.borrow_mut().remove(path);
                     sync_dir(file.parent().unwrap_or(&self.root));
                     Ok(())
                 }
@@ -173,7 +183,7 @@ impl Local {
         fs::create_dir_all(&parent)
             .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
         // All the slow work (writing, fsync) happens before the guarded section.
-        let (temp, _temp_lock) = self.write_temp(data)?;
+        let (temp, stamp, _temp_lock) = self.write_temp(data)?;
         let result = self.with_guard(path, || {
             before_commit();
             if precondition == Precondition::Absent {
@@ -191,7 +201,9 @@ impl Local {
                     .map_err(|e| Error::io(format!("replacing `{path}`"), e))?;
             }
             sync_dir(&parent);
-            Ok(version_of(data))
+            let version = version_of(data);
+            self.remember(path, stamp, &version);
+            Ok(version)
         });
         if result.is_err() {
             let _ = fs::remove_file(&temp);
@@ -212,18 +224,49 @@ impl Local {
         self.root.join(INTERNAL).join(dir)
     }
 
-    /// The current content's version, `None` when there is no object.
+    /// The current content's version, `None` when there is no object. Read and hashed
+    /// unless this instance wrote it last and it is unchanged since.
     fn current_version(&self, path: &str, file: &Path) -> Result<Option<String>> {
-        match fs::read(file) {
-            Ok(data) => Ok(Some(version_of(&data))),
+        let reading = |e| Error::io(format!("reading `{path}`"), e);
+        let Some(stamp) = file::stamp(file).map_err(reading)? else {
+            return Ok(None);
+        };
+        if let Some(version) = self.version_written(path, stamp) {
+            return Ok(Some(version));
+        }
+        match file::read(file) {
+            Ok((data, _)) => Ok(Some(version_of(&data))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(format!("reading `{path}`"), e)),
+            Err(e) => Err(reading(e)),
+        }
+    }
+
+    /// The version of `path` if the file still has the stamp of this instance's last write.
+    fn version_written(&self, path: &str, stamp: Stamp) -> Option<String> {
+        let written = self.written.borrow();
+        let (known, version) = written.get(path)?;
+        (*known == stamp).then(|| version.clone())
+    }
+
+    fn remember(&self, path: &str, stamp: Option<Stamp>, version: &str) {
+        let mut written = self.written.borrow_mut();
+        match stamp {
+            Some(stamp) => {
+                if written.len() >= REMEMBERED && !written.contains_key(path) {
+                    written.clear();
+                }
+                written.insert(path.to_string(), (stamp, version.to_string()));
+            }
+            // The filesystem kept no exact time: nothing tells this write from the next.
+            None => {
+                written.remove(path);
+            }
         }
     }
 
     /// Writes `data` to a fresh temp file and makes it durable. The temp file stays locked
     /// while the write lasts, so that a store opening meanwhile knows it is not a leftover.
-    fn write_temp(&self, data: &[u8]) -> Result<(PathBuf, FileLock)> {
+    fn write_temp(&self, data: &[u8]) -> Result<(PathBuf, Option<Stamp>, FileLock)> {
         let dir = self.internal("tmp");
         loop {
             let temp = dir.join(unique_name());
@@ -233,12 +276,14 @@ impl Local {
             };
             let written = file::write_durable(&temp, data)
                 .map_err(|e| Error::io("writing a temp file", e))
-                .and_then(|()| set_file_mode(&temp, self.file_mode));
-            if let Err(e) = written {
-                let _ = lock.remove();
-                return Err(e);
+                .and_then(|stamp| set_file_mode(&temp, self.file_mode).map(|()| stamp));
+            match written {
+                Ok(stamp) => return Ok((temp, stamp, lock)),
+                Err(e) => {
+                    let _ = lock.remove();
+                    return Err(e);
+                }
             }
-            return Ok((temp, lock));
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stateplug_runtime::{Error, Grants};
+use stateplug_runtime::{Error, Grants, Precondition};
 
 use crate::common;
 
@@ -169,4 +169,47 @@ async fn a_runtime_out_of_instance_slots_says_so() {
     );
     drop(first);
     plugin.open(vec![], Grants::default()).await.unwrap();
+}
+
+/// Wasm memory never shrinks: an idle instance would keep the memory of the largest state
+/// that passed through it, counted against `memory_total`. One grown past its share of the
+/// total is let go once its call is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_grown_by_a_large_object_gives_its_memory_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.instances = Some(4);
+    grants.memory = 64 << 20;
+    grants.memory_total = Some(64 << 20);
+    let share = 16 << 20;
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    let small = backend.memory_held();
+    assert!(small <= share, "a fresh instance holds {small} bytes");
+
+    let large = vec![7u8; 24 << 20];
+    backend
+        .write("large", large.clone(), Precondition::None)
+        .await
+        .unwrap();
+    let held = backend.memory_held();
+    assert!(
+        held <= share,
+        "{} MiB still held after the large write (share {} MiB)",
+        held >> 20,
+        share >> 20
+    );
+    // The next call starts a fresh instance and finds the object intact.
+    assert!(backend.read("large").await.unwrap().data == large);
+    assert!(backend.memory_held() <= share);
+    // A small call's instance stays, ready for the next.
+    backend
+        .write("small", b"x".to_vec(), Precondition::None)
+        .await
+        .unwrap();
+    let kept = backend.memory_held();
+    assert!(0 < kept && kept <= share, "{kept} bytes held");
 }

@@ -92,6 +92,12 @@ impl Backend {
         self.inner.instances.size()
     }
 
+    /// The linear memory the backend's instances hold now, in bytes: what counts against
+    /// `memory_total`.
+    pub fn memory_held(&self) -> usize {
+        self.inner.budget.used()
+    }
+
     /// How many calls are running (each on an instance of its own) right now.
     pub fn calls_running(&self) -> usize {
         self.inner.instances.in_use()
@@ -321,6 +327,26 @@ impl Backend {
 }
 
 impl Inner {
+    /// Whether an instance that finished a call waits idle for the next one. Wasm memory never
+    /// shrinks, so an instance keeps the high-water mark of its biggest call, and that counts
+    /// against `memory_total` while it waits: one grown past its share of the total (a large
+    /// state passed through it) is let go, and the next call starts a small one. An instance
+    /// that holds the plugin's data (`single-instance`) is always kept.
+    fn keeps_idle(&self, live: &Live) -> bool {
+        let held = live.store.data().memory_held();
+        let share = self.budget.share(self.instances.size());
+        if self.plugin.single_instance() || held <= share {
+            return true;
+        }
+        tracing::debug!(
+            plugin = self.plugin.name(),
+            held_mib = held >> 20,
+            share_mib = share >> 20,
+            "an instance grown past its share of `memory_total` is let go"
+        );
+        false
+    }
+
     async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, contract::Error>>
     where
         A: Send + Sync + 'static,
@@ -346,8 +372,10 @@ impl Inner {
         .await;
         let failure = match outcome {
             Some((live, Ok(result))) => {
-                checkout.instance = Some(live);
-                checkout.finish();
+                if self.keeps_idle(&live) {
+                    checkout.instance = Some(live);
+                    checkout.finish();
+                }
                 return Ok(result);
             }
             Some((live, Err(trap))) => crashed(

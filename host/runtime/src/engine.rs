@@ -25,11 +25,17 @@ pub struct RuntimeOptions {
     pub pool_size: Option<u32>,
 }
 
+/// Instance slots of the default runtime: 100 backends of a network plugin with their default
+/// pools (16 each) and room for loading plugins. A slot reserves address space, not memory:
+/// about 4 GiB of it per linear memory (two per instance), 16 TiB in all of the 128 TiB a
+/// 64-bit process has; memory is used only by the instances that run.
+pub const DEFAULT_POOL_SIZE: u32 = 2048;
+
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             cache_dir: default_cache_dir(),
-            pool_size: Some(1000),
+            pool_size: Some(DEFAULT_POOL_SIZE),
         }
     }
 }

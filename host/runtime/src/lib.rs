@@ -41,7 +41,7 @@ mod pool;
 mod store_data;
 
 pub use backend::Backend;
-pub use engine::{Runtime, RuntimeOptions};
+pub use engine::{DEFAULT_POOL_SIZE, Runtime, RuntimeOptions};
 pub use error::{Error, Result};
 pub use grants::{
     DEFAULT_GUEST_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants, default_instances,

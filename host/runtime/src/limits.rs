@@ -32,6 +32,16 @@ impl MemoryBudget {
             .is_ok()
     }
 
+    /// The bytes the instances hold now.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// What one of `instances` idle instances may keep: an equal share of the total.
+    pub(crate) fn share(&self, instances: usize) -> usize {
+        self.total / instances.max(1)
+    }
+
     fn give_back(&self, bytes: usize) {
         self.used.fetch_sub(bytes, Ordering::AcqRel);
     }
@@ -46,6 +56,11 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
+    /// The linear memory the instance holds, in bytes.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+
     /// The limits of an instance under `grants`, drawing on `shared` when its backend has one.
     pub(crate) fn new(grants: &Grants, shared: Option<Arc<MemoryBudget>>) -> Limits {
         let own = StoreLimitsBuilder::new()
@@ -76,11 +91,10 @@ impl ResourceLimiter for Limits {
         if !self.own.memory_growing(current, desired, maximum)? {
             return Ok(false);
         }
-        let Some(shared) = &self.shared else {
-            return Ok(true);
-        };
         let more = desired.saturating_sub(current);
-        if !shared.take(more) {
+        if let Some(shared) = &self.shared
+            && !shared.take(more)
+        {
             wasmtime::bail!(
                 "growing memory by {more} bytes would take the backend's instances together \
                  past their `memory_total` of {} MiB; raise `memory_total` or lower `instances`",

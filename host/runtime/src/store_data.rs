@@ -100,6 +100,12 @@ impl StoreData {
         })
     }
 
+    /// The linear memory the instance holds, in bytes (its high-water mark: wasm memory
+    /// never shrinks).
+    pub(crate) fn memory_held(&self) -> usize {
+        self.limits.held()
+    }
+
     /// The part of the store the `host` interface works on.
     pub(crate) fn host_view(&mut self) -> HostView<'_> {
         HostView {

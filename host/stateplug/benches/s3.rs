@@ -1,6 +1,7 @@
 //! The wasm `s3` plugin against a native client sending the same signed requests, both to one
-//! local moto server in one run: put and get of 1 KiB and 1 MiB. Prints a table; figures go
-//! to BENCHMARKS.md.
+//! local moto server in one run: put and get of 1 KiB and 1 MiB; then the plugin behind a proxy
+//! that adds 20 ms per request (real S3's latency), with 1, 8 and 64 concurrent clients.
+//! Prints tables; figures go to BENCHMARKS.md.
 //!
 //! `cargo bench --bench s3` (moto from `.ci/run`'s venv or `STATEPLUG_MOTO_SERVER`).
 
@@ -180,5 +181,99 @@ async fn run() {
                 wasm.as_secs_f64() / native.as_secs_f64()
             );
         }
+    }
+    over_a_slow_link(&moto).await;
+}
+
+/// What the link to S3 adds to every request in the concurrency part.
+const LINK_LATENCY: Duration = Duration::from_millis(20);
+
+/// A proxy on 127.0.0.1 that holds every request for [`LINK_LATENCY`] and then forwards it
+/// to `upstream`: a stand-in for the latency of a real S3 endpoint. Returns its endpoint.
+async fn delaying_proxy(upstream: String) -> String {
+    use axum::body::{Body, Bytes};
+    use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+
+    let client = reqwest::Client::new();
+    let forward = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            tokio::time::sleep(LINK_LATENCY).await;
+            let mut headers = headers;
+            headers.remove(header::CONTENT_LENGTH);
+            let sent = client
+                .request(method, format!("{upstream}{uri}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = StatusCode::from_u16(sent.status().as_u16()).unwrap();
+            let mut answer = sent.headers().clone();
+            answer.remove(header::CONTENT_LENGTH);
+            answer.remove(header::TRANSFER_ENCODING);
+            let body = sent.bytes().await.unwrap();
+            (status, answer, Body::from(body))
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(forward))
+            .await
+            .unwrap()
+    });
+    endpoint
+}
+
+/// Rounds per second (a 1 KiB write and a read of it, each client on its own object) that
+/// `clients` concurrent clients complete through one backend.
+async fn rounds_per_second(
+    backend: &stateplug_runtime::Backend,
+    clients: usize,
+    rounds: usize,
+) -> f64 {
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let key = format!("workspace-{client}/terraform.tfstate");
+                for _ in 0..rounds {
+                    backend
+                        .write(&key, vec![b'x'; 1 << 10], Precondition::None)
+                        .await
+                        .unwrap();
+                    assert_eq!(backend.read(&key).await.unwrap().data.len(), 1 << 10);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    (clients * rounds) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The s3 plugin over a link that adds [`LINK_LATENCY`] to each request: how throughput
+/// grows from 1 to 64 concurrent clients on one backend (its default pool).
+async fn over_a_slow_link(moto: &Moto) {
+    let proxy = delaying_proxy(moto.endpoint()).await;
+    let backend = moto::open_s3(&proxy, BUCKET, &[]).await;
+    println!(
+        "\n## s3 plugin, {LINK_LATENCY:?} added per request, one backend ({} instances)",
+        backend.instances()
+    );
+    println!("| clients | rounds/s (write + read, 1 KiB) | vs 1 client |");
+    println!("|---|---|---|");
+    rounds_per_second(&backend, 16, 2).await; // connections and instances warm
+    let one = rounds_per_second(&backend, 1, 40).await;
+    for clients in [1, 8, 64] {
+        let rate = if clients == 1 {
+            one
+        } else {
+            rounds_per_second(&backend, clients, 640 / clients).await
+        };
+        println!("| {clients} | {rate:.1} | {:.2}× |", rate / one);
     }
 }

@@ -85,15 +85,19 @@ impl Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(Nginx {
+            child,
+            url: url.clone(),
+        });
         panic!("nginx did not listen on {url}");
     }
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers too (SIGKILL would leave them running).
+        // SAFETY: kill(2) on the pid of our own child, not yet waited for.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
         let _ = self.child.wait();
     }
 }

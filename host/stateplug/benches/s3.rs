@@ -190,7 +190,9 @@ const LINK_LATENCY: Duration = Duration::from_millis(20);
 
 /// A proxy on 127.0.0.1 that holds every request for [`LINK_LATENCY`] and then forwards it
 /// to `upstream`: a stand-in for the latency of a real S3 endpoint. Returns its endpoint.
-async fn delaying_proxy(upstream: String) -> String {
+/// Without an upstream it answers by itself (a PUT stored, a GET 1 KiB), so that only the
+/// host's own concurrency limits the throughput, not moto's.
+async fn delaying_proxy(upstream: Option<String>) -> String {
     use axum::body::{Body, Bytes};
     use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 
@@ -199,6 +201,16 @@ async fn delaying_proxy(upstream: String) -> String {
         let (client, upstream) = (client.clone(), upstream.clone());
         async move {
             tokio::time::sleep(LINK_LATENCY).await;
+            let Some(upstream) = upstream else {
+                let mut answer = HeaderMap::new();
+                answer.insert(header::ETAG, "\"bench\"".parse().unwrap());
+                let body = if method == Method::GET {
+                    vec![b'x'; 1 << 10]
+                } else {
+                    Vec::new()
+                };
+                return (StatusCode::OK, answer, Body::from(body));
+            };
             let mut headers = headers;
             headers.remove(header::CONTENT_LENGTH);
             let sent = client
@@ -258,21 +270,31 @@ async fn rounds_per_second(
 /// The s3 plugin over a link that adds [`LINK_LATENCY`] to each request: how throughput
 /// grows from 1 to 64 concurrent clients on one backend (its default pool).
 async fn over_a_slow_link(moto: &Moto) {
-    let proxy = delaying_proxy(moto.endpoint()).await;
-    let backend = moto::open_s3(&proxy, BUCKET, &[]).await;
-    println!(
-        "\n## s3 plugin, {LINK_LATENCY:?} added per request, one backend ({} instances)",
-        backend.instances()
-    );
+    for upstream in [Some(moto.endpoint()), None] {
+        let proxy = delaying_proxy(upstream.clone()).await;
+        let backend = moto::open_s3(&proxy, BUCKET, &[]).await;
+        println!(
+            "\n## s3 plugin, {LINK_LATENCY:?} added per request, one backend ({} instances), {}",
+            backend.instances(),
+            match upstream {
+                Some(_) => "requests forwarded to moto",
+                None => "answered by the proxy itself (no moto)",
+            }
+        );
+        scaling(&backend).await;
+    }
+}
+
+async fn scaling(backend: &stateplug_runtime::Backend) {
     println!("| clients | rounds/s (write + read, 1 KiB) | vs 1 client |");
     println!("|---|---|---|");
-    rounds_per_second(&backend, 16, 2).await; // connections and instances warm
-    let one = rounds_per_second(&backend, 1, 40).await;
+    rounds_per_second(backend, 16, 2).await; // connections and instances warm
+    let one = rounds_per_second(backend, 1, 40).await;
     for clients in [1, 8, 64] {
         let rate = if clients == 1 {
             one
         } else {
-            rounds_per_second(&backend, clients, 640 / clients).await
+            rounds_per_second(backend, clients, 640 / clients).await
         };
         println!("| {clients} | {rate:.1} | {:.2}× |", rate / one);
     }

@@ -312,3 +312,67 @@ async fn a_file_changed_beside_the_plugin_gets_a_new_version() {
         .await
         .unwrap();
 }
+
+/// The state layer keeps each stored state as a history version, a create-only write of the
+/// same bytes: the plugin links the file it has just written instead of writing and syncing
+/// the data again. The version stays the state as it was when the state moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_file_just_written_is_a_link_to_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (config, mut grants) = common::local_setup(dir.path());
+    grants.instances = Some(1);
+    let backend = common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap();
+    let state = b"{\"serial\":1}".to_vec();
+    let stored = backend
+        .write("ws/state", state.clone(), Precondition::None)
+        .await
+        .unwrap();
+    let kept = backend
+        .write("history/ws/1", state.clone(), Precondition::None)
+        .await
+        .unwrap();
+    assert_eq!(kept, stored, "the same bytes, the same version");
+    let inode = |path: &str| std::fs::metadata(dir.path().join(path)).unwrap().ino();
+    assert_eq!(inode("history/ws/1"), inode("ws/state"), "not linked");
+    let again = backend
+        .write("history/ws/1", state.clone(), Precondition::Absent)
+        .await;
+    assert!(
+        matches!(again, Err(Error::PreconditionFailed { .. })),
+        "{again:?}"
+    );
+
+    backend
+        .write(
+            "ws/state",
+            b"{\"serial\":2}".to_vec(),
+            Precondition::VersionIs(stored),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("history/ws/1")).unwrap(),
+        state
+    );
+    assert_eq!(backend.read("history/ws/1").await.unwrap().data, state);
+    // A file changed since it was written is not linked: its bytes are no longer these.
+    std::fs::write(dir.path().join("ws/state"), b"{\"serial\":3}").unwrap();
+    backend
+        .write(
+            "history/ws/2",
+            b"{\"serial\":2}".to_vec(),
+            Precondition::None,
+        )
+        .await
+        .unwrap();
+    assert_ne!(inode("history/ws/2"), inode("ws/state"));
+    assert_eq!(
+        std::fs::read(dir.path().join("history/ws/2")).unwrap(),
+        b"{\"serial\":2}"
+    );
+}

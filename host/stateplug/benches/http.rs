@@ -70,7 +70,7 @@ impl Nginx {
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new(tool("nginx"))
+        let child = Command::new(tool("nginx"))
             .arg("-c")
             .arg(&conf_path)
             .arg("-p")

@@ -182,6 +182,14 @@ impl Local {
         let parent = file.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&parent)
             .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
+        let version = version_of(data);
+        if !matches!(precondition, Precondition::VersionIs(_))
+            && let Some(stamp) = self.link_written(&file, &version, &precondition)?
+        {
+            sync_dir(&parent);
+            self.remember(path, Some(stamp), &version);
+            return Ok(version);
+        }
         // All the slow work (writing, fsync) happens before the guarded section.
         let (temp, stamp, _temp_lock) = self.write_temp(data)?;
         let result = self.with_guard(path, || {
@@ -201,9 +209,8 @@ impl Local {
                     .map_err(|e| Error::io(format!("replacing `{path}`"), e))?;
             }
             sync_dir(&parent);
-            let version = version_of(data);
             self.remember(path, stamp, &version);
-            Ok(version)
+            Ok(version.clone())
         });
         if result.is_err() {
             let _ = fs::remove_file(&temp);
@@ -238,6 +245,49 @@ impl Local {
             Ok((data, _)) => Ok(Some(version_of(&data))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(reading(e)),
+        }
+    }
+
+    /// Creates the new `file` as a hard link of a file this instance wrote with the same
+    /// content and that is unchanged since, like the history version of a state just stored:
+    /// the data is on disk already, so only the directory is synced. `None` when there is no
+    /// such file, or `file` exists and `precondition` lets it be replaced: the caller writes
+    /// the data.
+    fn link_written(
+        &self,
+        file: &Path,
+        version: &str,
+        precondition: &Precondition,
+    ) -> Result<Option<Stamp>> {
+        let found = self
+            .written
+            .borrow()
+            .iter()
+            .find(|(_, (_, known))| known == version)
+            .map(|(source, (stamp, _))| (source.clone(), *stamp));
+        let Some((source, stamp)) = found else {
+            return Ok(None);
+        };
+        let source_file = self.root.join(&source);
+        // The source's guard keeps this plugin's writers from replacing it between the check
+        // of its stamp and the link.
+        let linked = self.with_guard(&source, || {
+            if file::stamp(&source_file).ok().flatten() != Some(stamp) {
+                return Ok(false);
+            }
+            match fs::hard_link(&source_file, file) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => match precondition {
+                    Precondition::Absent => Err(Error::PreconditionFailed),
+                    _ => Ok(false),
+                },
+                Err(_) => Ok(false),
+            }
+        });
+        match linked {
+            Ok(true) => Ok(Some(stamp)),
+            Ok(false) | Err(Error::Busy(_)) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

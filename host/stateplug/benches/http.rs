@@ -1,7 +1,8 @@
 //! GET throughput of `stateplug serve` against nginx serving the same bytes as a static file,
 //! measured with wrk, side by side in one run: 1 KiB and 1 MiB states, 8 and 64 connections,
-//! the `local` plugin (the embedded default) and the `memory` plugin. Prints a table; figures
-//! go to BENCHMARKS.md.
+//! the `local` plugin (the embedded default) and the `memory` plugin, and a bare axum server
+//! answering the bytes from memory (the floor of the stack the server is built on). Prints a
+//! table; figures go to BENCHMARKS.md.
 //!
 //! `cargo bench --bench http` (wrk and nginx from Debian: `apt-get install wrk nginx`).
 
@@ -102,6 +103,41 @@ impl Drop for Nginx {
     }
 }
 
+/// A bare axum server (the framework `stateplug serve` is built on, on a tokio runtime with as
+/// many workers as the server's) answering every GET with the bytes of `files` from memory:
+/// what any server on this stack gets, without stateplug's work. Returns its URL.
+fn bare_axum(files: Vec<(usize, Vec<u8>)>) -> String {
+    use axum::body::Bytes;
+    use axum::extract::Path as UrlPath;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let files: std::collections::HashMap<usize, Bytes> = files
+        .into_iter()
+        .map(|(size, data)| (size, Bytes::from(data)))
+        .collect();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/{size}",
+                axum::routing::get(move |UrlPath(size): UrlPath<usize>| {
+                    let body = files.get(&size).cloned().unwrap_or_default();
+                    async move {
+                        (
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    url
+}
+
 /// Requests per second wrk completes against `url` with `connections` open connections.
 fn wrk(url: &str, connections: usize) -> f64 {
     let out = Command::new(tool("wrk"))
@@ -136,6 +172,12 @@ fn main() {
         std::fs::write(root.join(format!("{size}")), state(size)).unwrap();
     }
     let nginx = Nginx::start(dir.path(), &root);
+    let axum = bare_axum(
+        sizes
+            .iter()
+            .map(|(_, size)| (*size, state(*size)))
+            .collect(),
+    );
 
     let local_dir = dir.path().join("local");
     let memory_dir = dir.path().join("memory");
@@ -162,16 +204,18 @@ fn main() {
         "## GET of a state: stateplug serve vs nginx serving the same file (wrk -t2, {DURATION} each)"
     );
     println!(
-        "{:<6} {:>5} {:>10} {:>10} {:>10} {:>7} {:>7}",
-        "size", "conns", "nginx", "local", "memory", "local×", "memory×"
+        "{:<6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}",
+        "size", "conns", "nginx", "axum", "local", "memory", "axum×", "local×", "memory×"
     );
     for (name, size) in sizes {
         for connections in [8, 64] {
             let floor = wrk(&format!("{}/{size}", nginx.url), connections);
+            let bare = wrk(&format!("{axum}/{size}"), connections);
             let on_local = wrk(&local.state_url(&format!("s{size}")), connections);
             let on_memory = wrk(&memory.state_url(&format!("s{size}")), connections);
             println!(
-                "{name:<6} {connections:>5} {floor:>10.0} {on_local:>10.0} {on_memory:>10.0} {:>7.2} {:>7.2}",
+                "{name:<6} {connections:>5} {floor:>10.0} {bare:>10.0} {on_local:>10.0} {on_memory:>10.0} {:>7.2} {:>7.2} {:>7.2}",
+                bare / floor,
                 on_local / floor,
                 on_memory / floor
             );

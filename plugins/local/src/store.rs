@@ -269,6 +269,9 @@ impl Local {
             return Ok(None);
         };
         let source_file = self.root.join(&source);
+        if source_file == file {
+            return Ok(None); // the same bytes again: an ordinary replace
+        }
         // The source's guard keeps this plugin's writers from replacing it between the check
         // of its stamp and the link.
         let linked = self.with_guard(&source, || {

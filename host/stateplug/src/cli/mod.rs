@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use stateplug::config::{Overrides, Settings};
 use stateplug::opening::{BackendWorkspaces, StateError};
-use stateplug_runtime::Runtime;
+use stateplug_runtime::{Runtime, RuntimeOptions};
 
 use config::ConfigCommand;
 use lock::LockCommand;
@@ -89,6 +89,10 @@ pub enum Command {
     Config(ConfigCommand),
 }
 
+/// Instance slots of the runtime of a command other than `serve`: one backend's pool, and the
+/// conformance suite's racers in `plugins check`.
+const ONE_COMMAND_POOL_SIZE: u32 = 64;
+
 /// The exit code for an error: [`EXIT_LOCKED`] when a lock was in the way.
 pub fn exit_code(error: &anyhow::Error) -> u8 {
     let locked = error
@@ -103,7 +107,16 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 
 /// Runs a parsed command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = Runtime::new()?;
+    // A one-shot command opens one backend: reserving the server's instance slots (each with
+    // its stack's guard pages) would only slow its start.
+    let slots = match &args.command {
+        Command::Serve { .. } => stateplug_runtime::DEFAULT_POOL_SIZE,
+        _ => ONE_COMMAND_POOL_SIZE,
+    };
+    let runtime = Runtime::with_options(RuntimeOptions {
+        pool_size: Some(slots),
+        ..RuntimeOptions::default()
+    })?;
     let json = args.json;
     let listen = match &args.command {
         Command::Serve { listen } => listen.clone(),

@@ -8,6 +8,18 @@ use std::os::unix::fs::PermissionsExt;
 
 use stateplug_runtime::{Error, Precondition};
 
+/// The local plugin on `dir` with one instance: every call sees what the previous one left in
+/// the instance (the versions it remembers).
+async fn on_one_instance(dir: &std::path::Path) -> stateplug_runtime::Backend {
+    let (config, mut grants) = common::local_setup(dir);
+    grants.instances = Some(1);
+    common::builtin("local")
+        .await
+        .open(config, grants)
+        .await
+        .unwrap()
+}
+
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
@@ -280,13 +292,7 @@ async fn leftovers_of_ended_writers_are_removed_when_a_store_opens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_changed_beside_the_plugin_gets_a_new_version() {
     let dir = tempfile::tempdir().unwrap();
-    let (config, mut grants) = common::local_setup(dir.path());
-    grants.instances = Some(1);
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let backend = on_one_instance(dir.path()).await;
     let v1 = backend
         .write("ws/state", b"aaaa".to_vec(), Precondition::None)
         .await
@@ -320,13 +326,7 @@ async fn a_file_changed_beside_the_plugin_gets_a_new_version() {
 async fn a_copy_of_a_file_just_written_is_a_link_to_it() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
-    let (config, mut grants) = common::local_setup(dir.path());
-    grants.instances = Some(1);
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let backend = on_one_instance(dir.path()).await;
     let state = b"{\"serial\":1}".to_vec();
     let stored = backend
         .write("ws/state", state.clone(), Precondition::None)

@@ -293,17 +293,16 @@ impl Backend {
     /// Runs one contract call on the instance. A `busy` answer (another writer is changing
     /// the object right now) is retried after a pause taken outside the instance, so other
     /// calls run in between; after the call's deadline it becomes [`Error::Unavailable`].
-    async fn call<A, R, F>(&self, path: &str, args: A, call: F) -> Result<R>
+    async fn call<A, R>(&self, path: &str, args: A, call: CallFn<A, R>) -> Result<R>
     where
         A: Send + Sync + 'static,
         R: Send + 'static,
-        F: CallFn<A, R>,
     {
         let args = Arc::new(args);
         let started = Instant::now();
         let mut pause = BUSY_PAUSE_FIRST;
         loop {
-            match self.inner.run(&call, args.clone()).await? {
+            match self.inner.run(call, args.clone()).await? {
                 Err(contract::Error::Busy(_)) if started.elapsed() < self.inner.grants.timeout => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(BUSY_PAUSE_MAX);
@@ -347,11 +346,14 @@ impl Inner {
         false
     }
 
-    async fn run<A, R, F>(&self, call: &F, args: Arc<A>) -> Result<Result<R, contract::Error>>
+    async fn run<A, R>(
+        &self,
+        call: CallFn<A, R>,
+        args: Arc<A>,
+    ) -> Result<Result<R, contract::Error>>
     where
         A: Send + Sync + 'static,
         R: Send + 'static,
-        F: CallFn<A, R>,
     {
         // A call that trapped, timed out, or whose caller gave up half-way (this future
         // dropped) leaves its instance in an unknown state: only a finished call puts it
@@ -364,7 +366,7 @@ impl Inner {
                     .await?
             }
         };
-        let (call, timeout) = (*call, self.grants.timeout);
+        let timeout = self.grants.timeout;
         let outcome = on_call_thread(&self.grants, async move {
             let outcome = live.call(call, args, timeout).await;
             (live, outcome)
@@ -424,35 +426,15 @@ async fn on_call_thread<T: Send + 'static>(
     }
 }
 
-/// A contract call on an instance: a plain function (no captures), so that it can move to
-/// the thread the call runs on, and be repeated when the plugin answers `busy`.
-trait CallFn<A, R>:
-    for<'a> Fn(
-        &'a mut Store<StoreData>,
-        guest::GuestStore<'a>,
-        ResourceAny,
-        Arc<A>,
-    ) -> CallFuture<'a, R>
-    + Copy
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<A, R, F> CallFn<A, R> for F where
-    F: for<'a> Fn(
-            &'a mut Store<StoreData>,
-            guest::GuestStore<'a>,
-            ResourceAny,
-            Arc<A>,
-        ) -> CallFuture<'a, R>
-        + Copy
-        + Send
-        + Sync
-        + 'static
-{
-}
+/// A contract call on an instance: a plain function (the callers' closures capture nothing),
+/// so that it can move to the thread the call runs on, and be repeated when the plugin
+/// answers `busy`.
+type CallFn<A, R> = for<'a> fn(
+    &'a mut Store<StoreData>,
+    guest::GuestStore<'a>,
+    ResourceAny,
+    Arc<A>,
+) -> CallFuture<'a, R>;
 
 impl Live {
     /// Starts an instance and opens its store, where its calls run, within the deadline.
@@ -524,9 +506,9 @@ impl Live {
     }
 
     /// One contract call, with a fresh deadline and log budget.
-    async fn call<A, R, F: CallFn<A, R>>(
+    async fn call<A, R>(
         &mut self,
-        call: F,
+        call: CallFn<A, R>,
         args: Arc<A>,
         timeout: Duration,
     ) -> wasmtime::Result<Result<R, contract::Error>> {

@@ -1,8 +1,9 @@
 //! GET throughput of `stateplug serve` against nginx serving the same bytes as a static file,
 //! measured with wrk, side by side in one run: 1 KiB and 1 MiB states, 8 and 64 connections,
 //! the `local` plugin (the embedded default) and the `memory` plugin, and a bare axum server
-//! answering the bytes from memory (the floor of the stack the server is built on). Prints a
-//! table; figures go to BENCHMARKS.md.
+//! answering the bytes from memory (the floor of the stack the server is built on). Targets
+//! take turns in rounds; figures are medians over the rounds. Prints a table; figures go to
+//! BENCHMARKS.md.
 //!
 //! `cargo bench --bench http` (wrk and nginx from Debian: `apt-get install wrk nginx`).
 
@@ -16,8 +17,16 @@ mod common;
 
 use common::Server;
 
-/// How long wrk loads each target.
-const DURATION: &str = "5s";
+/// How long wrk loads each target in a round.
+const DURATION: &str = "3s";
+/// Rounds, each loading every target once in turn: a figure is the median over the rounds,
+/// and each ratio the median of the rounds' ratios (neighbours on this VM drift by 30%).
+const ROUNDS: usize = 5;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 
 /// A Terraform state of about `size` bytes.
 fn state(size: usize) -> Vec<u8> {
@@ -201,7 +210,8 @@ fn main() {
     });
 
     println!(
-        "## GET of a state: stateplug serve vs nginx serving the same file (wrk -t2, {DURATION} each)"
+        "## GET of a state: stateplug serve vs nginx serving the same file \
+         (wrk -t2, {DURATION} each, median of {ROUNDS} rounds)"
     );
     println!(
         "{:<6} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}",
@@ -209,15 +219,36 @@ fn main() {
     );
     for (name, size) in sizes {
         for connections in [8, 64] {
-            let floor = wrk(&format!("{}/{size}", nginx.url), connections);
-            let bare = wrk(&format!("{axum}/{size}"), connections);
-            let on_local = wrk(&local.state_url(&format!("s{size}")), connections);
-            let on_memory = wrk(&memory.state_url(&format!("s{size}")), connections);
+            let targets = [
+                format!("{}/{size}", nginx.url),
+                format!("{axum}/{size}"),
+                local.state_url(&format!("s{size}")),
+                memory.state_url(&format!("s{size}")),
+            ];
+            // rates[target][round]
+            let mut rates = vec![Vec::new(); targets.len()];
+            for _ in 0..ROUNDS {
+                for (target, url) in targets.iter().enumerate() {
+                    rates[target].push(wrk(url, connections));
+                }
+            }
+            let ratio = |target: usize| {
+                median(
+                    (0..ROUNDS)
+                        .map(|r| rates[target][r] / rates[0][r])
+                        .collect(),
+                )
+            };
+            let rate = |target: usize| median(rates[target].clone());
             println!(
-                "{name:<6} {connections:>5} {floor:>10.0} {bare:>10.0} {on_local:>10.0} {on_memory:>10.0} {:>7.2} {:>7.2} {:>7.2}",
-                bare / floor,
-                on_local / floor,
-                on_memory / floor
+                "{name:<6} {connections:>5} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>7.2} {:>7.2} {:>7.2}",
+                rate(0),
+                rate(1),
+                rate(2),
+                rate(3),
+                ratio(1),
+                ratio(2),
+                ratio(3)
             );
         }
     }

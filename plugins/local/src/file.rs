@@ -126,15 +126,15 @@ mod sys {
         data: &[u8],
         modified: Duration,
     ) -> io::Result<Option<Stamp>> {
-        let (dir, relative) = granted(path)?;
-        let file = dir
-            .open_at(
+        let file = granted(path, |dir, relative| {
+            dir.open_at(
                 PathFlags::empty(),
-                &relative,
+                relative,
                 OpenFlags::TRUNCATE,
                 DescriptorFlags::WRITE,
             )
-            .map_err(to_io)?;
+            .map_err(to_io)
+        })?;
         let mut offset = 0;
         while offset < data.len() {
             let written = file.write(&data[offset..], offset as u64).map_err(to_io)?;
@@ -157,15 +157,15 @@ mod sys {
     }
 
     pub fn read(path: &Path) -> io::Result<(Vec<u8>, Stamp)> {
-        let (dir, relative) = granted(path)?;
-        let file = dir
-            .open_at(
+        let file = granted(path, |dir, relative| {
+            dir.open_at(
                 PathFlags::SYMLINK_FOLLOW,
-                &relative,
+                relative,
                 OpenFlags::empty(),
                 DescriptorFlags::READ,
             )
-            .map_err(to_io)?;
+            .map_err(to_io)
+        })?;
         let stamp = stamp_of(&file.stat().map_err(to_io)?).ok_or_else(|| not_regular(path))?;
         // The size the stat saw, in as few reads as the host allows (64 KiB each).
         let mut data = Vec::new();
@@ -186,10 +186,10 @@ mod sys {
     }
 
     pub fn stamp(path: &Path) -> io::Result<Stamp> {
-        let (dir, relative) = granted(path)?;
-        let stat = dir
-            .stat_at(PathFlags::SYMLINK_FOLLOW, &relative)
-            .map_err(to_io)?;
+        let stat = granted(path, |dir, relative| {
+            dir.stat_at(PathFlags::SYMLINK_FOLLOW, relative)
+                .map_err(to_io)
+        })?;
         stamp_of(&stat).ok_or_else(|| not_regular(path))
     }
 
@@ -205,29 +205,39 @@ mod sys {
         wasip2::random::insecure::get_insecure_random_u64()
     }
 
-    /// The granted directory that holds `path` (the deepest, if grants nest), and the rest
-    /// of the path below it.
-    fn granted(path: &Path) -> io::Result<(Descriptor, String)> {
+    thread_local! {
+        /// The granted directories, asked for once: they stay for the instance's life.
+        static PREOPENS: Vec<(Descriptor, String)> = preopens::get_directories();
+    }
+
+    /// Runs `with` on the granted directory that holds `path` (the deepest, if grants nest)
+    /// and the rest of the path below it.
+    fn granted<T>(
+        path: &Path,
+        with: impl FnOnce(&Descriptor, &str) -> io::Result<T>,
+    ) -> io::Result<T> {
         let path = path
             .to_str()
             .ok_or_else(|| io::Error::other("the path is not UTF-8"))?;
-        preopens::get_directories()
-            .into_iter()
-            .filter_map(|(dir, root)| {
-                let rest = path
-                    .strip_prefix(root.trim_end_matches('/'))?
-                    .strip_prefix('/')?
-                    .to_string();
-                Some((root.len(), dir, rest))
-            })
-            .max_by_key(|(depth, _, _)| *depth)
-            .map(|(_, dir, rest)| (dir, rest))
-            .ok_or_else(|| {
-                io::Error::new(
-                    ErrorKind::PermissionDenied,
-                    format!("{path} is in no granted directory"),
-                )
-            })
+        PREOPENS.with(|preopens| {
+            let (dir, rest) = preopens
+                .iter()
+                .filter_map(|(dir, root)| {
+                    let rest = path
+                        .strip_prefix(root.trim_end_matches('/'))?
+                        .strip_prefix('/')?;
+                    Some((root.len(), dir, rest))
+                })
+                .max_by_key(|(depth, _, _)| *depth)
+                .map(|(_, dir, rest)| (dir, rest))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!("{path} is in no granted directory"),
+                    )
+                })?;
+            with(dir, rest)
+        })
     }
 
     fn to_io(code: ErrorCode) -> io::Error {

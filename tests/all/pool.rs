@@ -30,19 +30,30 @@ impl Drop for Unblock {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stuck_call_holds_only_its_own_instance() {
+/// The local plugin, with `instances` and `timeout`, on a directory holding a named pipe
+/// `name` (a call reading it blocks until the returned [`Unblock`] drops).
+async fn local_with_a_pipe(
+    name: &str,
+    instances: usize,
+    timeout: Duration,
+) -> (tempfile::TempDir, Unblock, stateplug_runtime::Backend) {
     let dir = tempfile::tempdir().unwrap();
-    fifo(&dir.path().join("stuck"));
-    let unblock = Unblock(dir.path().join("stuck"));
+    fifo(&dir.path().join(name));
+    let unblock = Unblock(dir.path().join(name));
     let (config, mut grants) = common::local_setup(dir.path());
-    grants.instances = Some(2);
-    grants.timeout = Duration::from_secs(30);
+    grants.instances = Some(instances);
+    grants.timeout = timeout;
     let backend = common::builtin("local")
         .await
         .open(config, grants)
         .await
         .unwrap();
+    (dir, unblock, backend)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_call_holds_only_its_own_instance() {
+    let (_dir, unblock, backend) = local_with_a_pipe("stuck", 2, Duration::from_secs(30)).await;
     assert_eq!(backend.instances(), 2);
     let stuck = tokio::spawn({
         let backend = backend.clone();
@@ -77,17 +88,7 @@ async fn a_stuck_call_holds_only_its_own_instance() {
 /// another one each: the deadline must still reach a call blocked in one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_blocked_in_a_file_operation_ends_at_its_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    fifo(&dir.path().join("stuck"));
-    let _unblock = Unblock(dir.path().join("stuck"));
-    let (config, mut grants) = common::local_setup(dir.path());
-    grants.instances = Some(1);
-    grants.timeout = Duration::from_secs(1);
-    let backend = common::builtin("local")
-        .await
-        .open(config, grants)
-        .await
-        .unwrap();
+    let (_dir, _unblock, backend) = local_with_a_pipe("stuck", 1, Duration::from_secs(1)).await;
     // On a task of its own, watched from this one: were the call to block the worker it runs
     // on, this task (on the other worker) still sees it outlive its deadline.
     let stuck = tokio::spawn({

@@ -375,8 +375,7 @@ impl Inner {
         let failure = match outcome {
             Some((live, Ok(result))) => {
                 if self.keeps_idle(&live) {
-                    checkout.instance = Some(live);
-                    checkout.finish();
+                    checkout.give_back(live);
                 }
                 return Ok(result);
             }
@@ -444,20 +443,18 @@ impl Live {
         grants: &Grants,
         budget: &Arc<MemoryBudget>,
     ) -> Result<Live> {
-        let plugin_name = plugin.name().to_string();
-        let (plugin, config, owned_grants, budget) = (
-            plugin.clone(),
-            config.to_vec(),
-            grants.clone(),
-            budget.clone(),
-        );
-        let started = on_call_thread(grants, async move {
-            Live::start(&plugin, &config, &owned_grants, &budget).await
-        })
-        .await;
-        started.unwrap_or_else(|| {
+        let start = {
+            let (plugin, config, grants, budget) = (
+                plugin.clone(),
+                config.to_vec(),
+                grants.clone(),
+                budget.clone(),
+            );
+            async move { Live::start(&plugin, &config, &grants, &budget).await }
+        };
+        on_call_thread(grants, start).await.unwrap_or_else(|| {
             Err(Error::Timeout {
-                plugin: plugin_name,
+                plugin: plugin.name().to_string(),
                 timeout: grants.timeout,
             })
         })

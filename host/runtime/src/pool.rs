@@ -14,15 +14,15 @@ pub(crate) struct Pool<I> {
     idle: Mutex<Vec<I>>,
 }
 
-/// One call's use of the pool: an idle instance if there was one (else the call starts one),
-/// given back when the call finished, discarded otherwise (see [`Checkout::finish`]).
+/// One call's use of the pool: an idle instance if there was one (else the call starts one).
+/// An instance comes back only through [`Checkout::give_back`]; one that is not given back (a
+/// trap, a timeout, a caller that gave up half-way) is discarded, its state unknown.
 pub(crate) struct Checkout<'p, I> {
     pool: &'p Pool<I>,
     /// Held until the instance is back: at most `size` instances exist at once.
     _permit: SemaphorePermit<'p>,
-    /// The instance the call runs on.
+    /// The idle instance the call may run on.
     pub(crate) instance: Option<I>,
-    finished: bool,
 }
 
 impl<I> Pool<I> {
@@ -57,7 +57,6 @@ impl<I> Pool<I> {
             pool: self,
             _permit: permit,
             instance: self.idle().pop(),
-            finished: false,
         }
     }
 
@@ -67,20 +66,10 @@ impl<I> Pool<I> {
 }
 
 impl<I> Checkout<'_, I> {
-    /// The call ended normally: its instance goes back to the pool. Without this, dropping
-    /// the checkout (a trap, a timeout, a caller that gave up half-way) discards the
-    /// instance, whose state is unknown.
-    pub(crate) fn finish(&mut self) {
-        self.finished = true;
-    }
-}
-
-impl<I> Drop for Checkout<'_, I> {
-    fn drop(&mut self) {
-        if let (true, Some(instance)) = (self.finished, self.instance.take()) {
-            self.pool.idle().push(instance);
-        }
-        // The permit is released after this, when the fields drop: the instance is back first.
+    /// The call ended normally: `instance` waits idle for the next call. The permit is
+    /// released after it is back, when `self` drops.
+    pub(crate) fn give_back(self, instance: I) {
+        self.pool.idle().push(instance);
     }
 }
 
@@ -92,11 +81,11 @@ mod tests {
     async fn instances_are_reused_and_discarded_unless_finished() {
         let pool = Pool::new(2, 1);
         let mut a = pool.checkout().await;
-        assert_eq!(a.instance, Some(1));
+        let first = a.instance.take();
+        assert_eq!(first, Some(1));
         let b = pool.checkout().await;
         assert_eq!(b.instance, None, "the second call starts its own instance");
-        a.finish();
-        drop(a);
+        a.give_back(first.unwrap());
         drop(b); // not finished: its (absent) instance is not given back
         let c = pool.checkout().await;
         assert_eq!(c.instance, Some(1));

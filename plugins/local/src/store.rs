@@ -183,9 +183,7 @@ impl Local {
         fs::create_dir_all(&parent)
             .map_err(|e| Error::io(format!("creating the directory of `{path}`"), e))?;
         let version = version_of(data);
-        if !matches!(precondition, Precondition::VersionIs(_))
-            && let Some(stamp) = self.link_written(&file, &version, &precondition)?
-        {
+        if let Some(stamp) = self.link_written(&file, &version, &precondition)? {
             sync_dir(&parent);
             self.remember(path, Some(stamp), &version);
             return Ok(version);
@@ -251,14 +249,17 @@ impl Local {
     /// Creates the new `file` as a hard link of a file this instance wrote with the same
     /// content and that is unchanged since, like the history version of a state just stored:
     /// the data is on disk already, so only the directory is synced. `None` when there is no
-    /// such file, or `file` exists and `precondition` lets it be replaced: the caller writes
-    /// the data.
+    /// such file, when `precondition` names a version (a replace, checked under the guard), or
+    /// when `file` exists and `precondition` lets it be replaced: the caller writes the data.
     fn link_written(
         &self,
         file: &Path,
         version: &str,
         precondition: &Precondition,
     ) -> Result<Option<Stamp>> {
+        if matches!(precondition, Precondition::VersionIs(_)) {
+            return Ok(None);
+        }
         let found = self
             .written
             .borrow()

@@ -29,9 +29,10 @@ pub(super) async fn state_request(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let work = handle_state(shared, method.clone(), workspace, query, headers, body);
+    let read = matches!(method, Method::GET | Method::HEAD);
+    let work = handle_state(shared, method, workspace, query, headers, body);
     // A read may stop with its client; spawning it would cost a wake-up of another thread.
-    if matches!(method, Method::GET | Method::HEAD) {
+    if read {
         return work.await;
     }
     // A client that disconnects must not cut a write short: the work runs in its own task.

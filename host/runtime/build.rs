@@ -20,5 +20,10 @@ fn main() {
             dir: "plugins/s3",
             file: "s3.wasm",
         },
+        Guest {
+            package: "stateplug-plugin-postgres",
+            dir: "plugins/postgres",
+            file: "postgres.wasm",
+        },
     ]);
 }

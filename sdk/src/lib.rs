@@ -104,6 +104,8 @@ pub mod layout;
 pub mod locking;
 pub mod log;
 pub mod path;
+#[cfg(target_arch = "wasm32")]
+pub mod postgres;
 pub mod text;
 mod types;
 

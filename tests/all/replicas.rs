@@ -1,5 +1,6 @@
 //! Several `stateplug serve` replicas on one store, as behind a load balancer: the s3 plugin
-//! on one moto bucket, each replica with its own pool of instances. The replicas share nothing
+//! on one moto bucket (and, in `postgres.rs`, the postgres plugin on one database), each
+//! replica with its own pool of instances. The replicas share nothing
 //! but the bucket, and its conditional writes keep a lock to one holder and every
 //! acknowledged update in the state, whichever replica a client reaches.
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 use crate::common::Server;
 use crate::common::moto::{self, Moto};
 
-const REPLICAS: usize = 3;
+pub const REPLICAS: usize = 3;
 
 /// `REPLICAS` servers of the s3 plugin on `bucket` (history off: the writers race on the
 /// state itself).
@@ -49,6 +50,13 @@ async fn replicas_on_one_bucket_keep_one_lock_holder_and_every_update() {
     let dir = tempfile::tempdir().unwrap();
     let replicas = replicas(&moto, "replicas", dir.path());
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
+    keep_one_lock_holder_and_every_update(&urls).await;
+}
+
+/// Races through the servers at `urls`, which share one store: 64 LOCKs a round, one holder;
+/// 32 unlocked writers, no update lost.
+pub async fn keep_one_lock_holder_and_every_update(urls: &[String]) {
+    assert_eq!(urls.len(), REPLICAS);
     let client = Client::new();
 
     // 64 clients race LOCK, spread over the replicas: one holder per round, every refusal

@@ -28,7 +28,7 @@ fn http_project(terraform: &Path, url: &str, credentials: Option<(&str, &str)>) 
 }
 
 /// The whole Terraform workflow against one running server.
-async fn terraform_workflow(
+pub async fn terraform_workflow(
     terraform: &Path,
     server: &Server,
     credentials: Option<(&str, &str)>,

@@ -25,7 +25,8 @@ use crate::grants::Grants;
 use crate::limits::MemoryBudget;
 use crate::plugin::Plugin;
 use crate::pool::Pool;
-use crate::store_data::{LOG_BUDGET_PER_CALL, StoreData, new_store};
+use crate::postgres::Connections;
+use crate::store_data::{LOG_BUDGET_PER_CALL, Shared, StoreData, new_store};
 
 /// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
 /// blocked in a host call (where the epoch deadline cannot interrupt it).
@@ -50,6 +51,8 @@ struct Inner {
     grants: Grants,
     /// Linear memory the instances may hold together (`memory_total`).
     budget: Arc<MemoryBudget>,
+    /// What every instance's store shares: the budget and the database connections.
+    shared: Shared,
     instances: Pool<Live>,
 }
 
@@ -64,17 +67,39 @@ impl Plugin {
     /// Opens a backend: a fresh sandboxed instance with `grants`, its store opened with
     /// `config`. Configuration errors surface here.
     pub async fn open(&self, config: Vec<(String, String)>, grants: Grants) -> Result<Backend> {
+        self.open_named(self.name(), config, grants).await
+    }
+
+    /// Opens a backend as [`Plugin::open`] does, under the name the operator gave it, which
+    /// the errors of its database connections name.
+    pub async fn open_named(
+        &self,
+        name: &str,
+        config: Vec<(String, String)>,
+        grants: Grants,
+    ) -> Result<Backend> {
         let size = pool_size(self, &grants)?;
         let budget = MemoryBudget::new(memory_total(self, &grants)?);
+        if grants.max_connections == 0 {
+            return Err(Error::InvalidConfig {
+                plugin: self.name().to_string(),
+                message: "`max_connections` is 0; a backend needs at least one".into(),
+            });
+        }
+        let shared = Shared {
+            budget: Some(budget.clone()),
+            connections: Connections::new(name, grants.max_connections, grants.timeout),
+        };
         let plugin = self.clone();
         // One instance at once, so configuration errors surface here; the others on demand.
-        let live = Live::start_within_deadline(&plugin, &config, &grants, &budget).await?;
+        let live = Live::start_within_deadline(&plugin, &config, &grants, &shared).await?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 plugin,
                 config,
                 grants,
                 budget,
+                shared,
                 instances: Pool::new(size, live),
             }),
         })
@@ -362,7 +387,7 @@ impl Inner {
         let mut live = match checkout.instance.take() {
             Some(live) => live,
             None => {
-                Live::start_within_deadline(&self.plugin, &self.config, &self.grants, &self.budget)
+                Live::start_within_deadline(&self.plugin, &self.config, &self.grants, &self.shared)
                     .await?
             }
         };
@@ -441,16 +466,16 @@ impl Live {
         plugin: &Plugin,
         config: &[(String, String)],
         grants: &Grants,
-        budget: &Arc<MemoryBudget>,
+        shared: &Shared,
     ) -> Result<Live> {
         let start = {
-            let (plugin, config, grants, budget) = (
+            let (plugin, config, grants, shared) = (
                 plugin.clone(),
                 config.to_vec(),
                 grants.clone(),
-                budget.clone(),
+                shared.clone(),
             );
-            async move { Live::start(&plugin, &config, &grants, &budget).await }
+            async move { Live::start(&plugin, &config, &grants, shared).await }
         };
         on_call_thread(grants, start).await.unwrap_or_else(|| {
             Err(Error::Timeout {
@@ -464,11 +489,11 @@ impl Live {
         plugin: &Plugin,
         config: &[(String, String)],
         grants: &Grants,
-        budget: &Arc<MemoryBudget>,
+        shared: Shared,
     ) -> Result<Live> {
         let name = plugin.name();
         let engine = plugin.runtime().engine();
-        let mut store = new_store(engine, grants, name, Some(budget.clone()))?;
+        let mut store = new_store(engine, grants, name, shared)?;
         let output = store.data().output.clone();
         let started = async {
             let instance = plugin.pre().instantiate_async(&mut store).await?;
@@ -534,7 +559,11 @@ fn pool_size(plugin: &Plugin, grants: &Grants) -> Result<usize> {
         }),
         Some(asked) => Ok(asked),
         None if plugin.single_instance() => Ok(1),
-        None => Ok(crate::grants::default_instances(plugin.capabilities().http)),
+        None => {
+            let capabilities = plugin.capabilities();
+            let uses_network = capabilities.http || capabilities.postgres;
+            Ok(crate::grants::default_instances(uses_network))
+        }
     }
 }
 
@@ -586,8 +615,13 @@ mod tests {
         let runtime = Runtime::new().unwrap();
         let wasm = wat::parse_str(TABLE_BOMB).unwrap();
         let component = wasmtime::component::Component::new(runtime.engine(), &wasm).unwrap();
-        let mut store =
-            new_store(runtime.engine(), &Grants::default(), "table-bomb", None).unwrap();
+        let mut store = new_store(
+            runtime.engine(),
+            &Grants::default(),
+            "table-bomb",
+            Shared::alone(&Grants::default(), "table-bomb"),
+        )
+        .unwrap();
         let instance = runtime
             .linker()
             .instantiate_async(&mut store, &component)

@@ -4,7 +4,12 @@ wasmtime::component::bindgen!({
     path: "../../wit",
     world: "plugin",
     exports: { default: async },
-    with: { "stateplug:backend/host.file-lock": crate::files::HeldFileLock },
+    // Database statements wait on the network: the host answers them asynchronously.
+    imports: { "stateplug:backend/postgres": async | trappable },
+    with: {
+        "stateplug:backend/host.file-lock": crate::files::HeldFileLock,
+        "stateplug:backend/postgres.connection": crate::postgres::OpenConnection,
+    },
 });
 
 pub(crate) use exports::stateplug::backend::backend as guest;

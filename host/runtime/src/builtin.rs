@@ -11,6 +11,10 @@ const BUILTINS: &[(&str, &[u8])] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/local.wasm")),
     ),
     ("s3", include_bytes!(concat!(env!("OUT_DIR"), "/s3.wasm"))),
+    (
+        "postgres",
+        include_bytes!(concat!(env!("OUT_DIR"), "/postgres.wasm")),
+    ),
 ];
 
 /// The names of the built-in plugins.

@@ -1,7 +1,8 @@
 //! What one opened backend may use, as the operator grants it. Deny by default: no
 //! environment variables, no arguments, no stdin, no sockets, no files beyond the granted
-//! directories, no HTTP beyond the granted hosts; memory and time are capped. The grants are
-//! enforced by the store data built from them (`store_data.rs`) and the network policy.
+//! directories, no HTTP or database beyond the granted hosts; memory and time are capped. The
+//! grants are enforced by the store data built from them (`store_data.rs`), the network
+//! policy and the database connections (`postgres/`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,6 +13,8 @@ use crate::network::HostGrant;
 pub const DEFAULT_MEMORY: usize = 256 << 20;
 /// Default deadline for one call into a plugin.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on the database connections one backend holds open (all its instances).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4;
 /// Where a granted directory appears inside the plugin when no guest path is given.
 pub const DEFAULT_GUEST_DIR: &str = "/data";
 
@@ -27,8 +30,11 @@ pub struct Grants {
     pub memory_total: Option<usize>,
     /// Wall-clock deadline for one call.
     pub timeout: Duration,
-    /// Hosts the plugin may send HTTP requests to; none by default.
+    /// Hosts the plugin may send HTTP requests to, and databases (`postgres://HOST:PORT`) it
+    /// may connect to; none by default.
     pub allow_hosts: Vec<HostGrant>,
+    /// Database connections the backend's instances may hold open together.
+    pub max_connections: usize,
     /// Instances of the plugin that may run calls at once, each a sandbox with these limits;
     /// `None` for the default ([`default_instances`]). A plugin that keeps its data in its
     /// instance (`describe()` declares `single-instance`) runs one.
@@ -52,6 +58,7 @@ impl Default for Grants {
             memory_total: None,
             timeout: DEFAULT_TIMEOUT,
             allow_hosts: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             instances: None,
         }
     }

@@ -38,13 +38,15 @@ mod object_store;
 mod output;
 mod plugin;
 mod pool;
+mod postgres;
 mod store_data;
 
 pub use backend::Backend;
 pub use engine::{DEFAULT_POOL_SIZE, Runtime, RuntimeOptions};
 pub use error::{Error, Result};
 pub use grants::{
-    DEFAULT_GUEST_DIR, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants, default_instances,
+    DEFAULT_GUEST_DIR, DEFAULT_MAX_CONNECTIONS, DEFAULT_MEMORY, DEFAULT_TIMEOUT, DirGrant, Grants,
+    default_instances,
 };
 pub use network::HostGrant;
 pub use plugin::{Capabilities, Plugin, PluginMetadata, PluginSource};

@@ -1,6 +1,6 @@
 //! The linker every plugin is instantiated with: WASI (its capabilities limited by each
 //! instance's grants), outgoing HTTP (every request through the network policy), and the
-//! contract's `host` interface.
+//! contract's `host` and `postgres` interfaces.
 
 use wasmtime::Engine;
 use wasmtime::component::Linker;
@@ -18,5 +18,7 @@ pub(crate) fn new(engine: &Engine) -> Result<Linker<StoreData>> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
         .map_err(|e| host_error("linking wasi-http", &e))?;
     crate::host::add_to_linker(&mut linker, StoreData::host_view)?;
+    // Always linked too; without a `postgres://` grant every connection is refused.
+    crate::postgres::add_to_linker(&mut linker, StoreData::postgres_view)?;
     Ok(linker)
 }

@@ -16,7 +16,7 @@ use crate::crash::quote_output;
 use crate::engine::Runtime;
 use crate::error::{Error, Result, chain};
 use crate::grants::Grants;
-use crate::store_data::{StoreData, new_store};
+use crate::store_data::{Shared, StoreData, new_store};
 
 /// What a plugin says about itself (its `describe()`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,6 +42,8 @@ pub struct Capabilities {
     pub filesystem: bool,
     /// `wasi:http`: needs hosts granted.
     pub http: bool,
+    /// `stateplug:backend/postgres`: needs a `postgres://HOST:PORT` grant.
+    pub postgres: bool,
     /// `wasi:sockets`: never granted.
     pub sockets: bool,
     /// `wasi:cli/environment`: always empty.
@@ -227,6 +229,7 @@ impl Plugin {
         Capabilities {
             filesystem: uses("wasi:filesystem/"),
             http: uses("wasi:http/"),
+            postgres: uses("stateplug:backend/postgres"),
             sockets: uses("wasi:sockets/"),
             environment: uses("wasi:cli/environment"),
         }
@@ -277,7 +280,8 @@ async fn describe(pre: &PluginPre<StoreData>, source: &PluginSource) -> Result<P
         source_name: source.to_string(),
         reason: format!("{what}: {}{}", untrusted(&chain(e)), quote_output(&output)),
     };
-    let mut store = new_store(pre.engine(), &grants, "(loading)", None)?;
+    let shared = Shared::alone(&grants, "(loading)");
+    let mut store = new_store(pre.engine(), &grants, "(loading)", shared)?;
     let output = store.data().output.clone();
     let instance = pre
         .instantiate_async(&mut store)

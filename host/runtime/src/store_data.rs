@@ -14,8 +14,9 @@ use crate::error::{Error, Result, chain};
 use crate::grants::{DirGrant, Grants};
 use crate::host::HostView;
 use crate::limits::{Limits, MemoryBudget};
-use crate::network::NetworkPolicy;
+use crate::network::{HostGrant, NetworkPolicy};
 use crate::output::GuestOutput;
+use crate::postgres::{Connections, Grant, PostgresView};
 
 /// Log messages a plugin may send per call before the host drops the rest.
 pub(crate) const LOG_BUDGET_PER_CALL: u32 = 1000;
@@ -27,6 +28,11 @@ pub(crate) struct StoreData {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     network: NetworkPolicy,
+    allow_hosts: Vec<HostGrant>,
+    /// The backend's database connections, shared by its instances.
+    connections: Connections,
+    /// One instance's memory grant: also the cap on a database result.
+    memory: usize,
     table: ResourceTable,
     limits: Limits,
     pub(crate) output: GuestOutput,
@@ -36,15 +42,32 @@ pub(crate) struct StoreData {
     file_locks: usize,
 }
 
-/// A store for one instance of plugin `name` under `grants`, drawing on its backend's memory
-/// `budget` when it has one, its deadline set for one call.
+/// What the instances of one backend share: the memory budget and the database connections.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) budget: Option<Arc<MemoryBudget>>,
+    pub(crate) connections: Connections,
+}
+
+impl Shared {
+    /// What an instance shares with no other: for describing a plugin.
+    pub(crate) fn alone(grants: &Grants, name: &str) -> Shared {
+        Shared {
+            budget: None,
+            connections: Connections::new(name, grants.max_connections, grants.timeout),
+        }
+    }
+}
+
+/// A store for one instance of plugin `name` under `grants`, drawing on what its backend's
+/// instances `shared`, its deadline set for one call.
 pub(crate) fn new_store(
     engine: &Engine,
     grants: &Grants,
     name: &str,
-    budget: Option<Arc<MemoryBudget>>,
+    shared: Shared,
 ) -> Result<Store<StoreData>> {
-    let mut store = Store::new(engine, StoreData::new(grants, name, budget)?);
+    let mut store = Store::new(engine, StoreData::new(grants, name, shared)?);
     store.limiter(|data| &mut data.limits);
     store.epoch_deadline_trap();
     store.set_epoch_deadline(deadline_ticks(grants.timeout));
@@ -52,7 +75,7 @@ pub(crate) fn new_store(
 }
 
 impl StoreData {
-    fn new(grants: &Grants, plugin: &str, budget: Option<Arc<MemoryBudget>>) -> Result<StoreData> {
+    fn new(grants: &Grants, plugin: &str, shared: Shared) -> Result<StoreData> {
         let output = GuestOutput::default();
         let mut wasi = WasiCtx::builder();
         wasi.stdout(output.clone()).stderr(output.clone());
@@ -77,7 +100,7 @@ impl StoreData {
                     reason: chain(&e),
                 })?;
         }
-        let limits = Limits::new(grants, budget);
+        let limits = Limits::new(grants, shared.budget);
         let plugin: Arc<str> = plugin.into();
         // A response bigger than the plugin's memory could never be held by it anyway.
         let network = NetworkPolicy::new(
@@ -90,6 +113,9 @@ impl StoreData {
             plugin,
             http: WasiHttpCtx::new(),
             network,
+            allow_hosts: grants.allow_hosts.clone(),
+            connections: shared.connections,
+            memory: grants.memory,
             dirs: grants.dirs.clone(),
             wasi: wasi.build(),
             table: ResourceTable::new(),
@@ -114,6 +140,19 @@ impl StoreData {
             table: &mut self.table,
             log_budget: &mut self.log_budget,
             file_locks: &mut self.file_locks,
+        }
+    }
+
+    /// The part of the store the `postgres` interface works on.
+    pub(crate) fn postgres_view(&mut self) -> PostgresView<'_> {
+        PostgresView {
+            grant: Grant {
+                plugin: &self.plugin,
+                allow_hosts: &self.allow_hosts,
+                connections: &self.connections,
+                max_result_bytes: self.memory,
+            },
+            table: &mut self.table,
         }
     }
 }

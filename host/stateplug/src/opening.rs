@@ -59,9 +59,8 @@ impl BackendSettings {
     pub async fn open(&self, runtime: &Runtime) -> Result<Backend, Error> {
         let plugin = self.load_plugin(runtime).await?;
         self.check_plugin_config(plugin.metadata())?;
-        Ok(plugin
-            .open(self.plugin_config.clone(), self.grants.clone())
-            .await?)
+        let (config, grants) = (self.plugin_config.clone(), self.grants.clone());
+        Ok(plugin.open_named(&self.name, config, grants).await?)
     }
 
     /// Loads the plugin, refusing any binary other than the pinned one when `sha256` is set.

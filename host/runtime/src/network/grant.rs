@@ -5,6 +5,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+/// The scheme of a database grant: `postgres://HOST:PORT`. Unlike HTTP grants, it is never
+/// implied: an entry without it grants no database.
+pub(crate) const DATABASE_SCHEME: &str = "postgres";
+
 /// One `allow_hosts` entry: `[scheme://]host[:port]`, `*.domain[:port]`, or an address range
 /// `ip/prefix` (`127.0.0.1`, `10.0.0.0/8`, `[::1]:9000`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +33,16 @@ impl FromStr for HostGrant {
         let bad = |why: &str| {
             format!(
                 "`{entry}` is not a host grant ({why}); use `host`, `host:port`, \
-                 `https://host:port`, `*.domain`, an IP address or a range like `10.0.0.0/8`"
+                 `https://host:port`, `postgres://host:port`, `*.domain`, an IP address or a \
+                 range like `10.0.0.0/8`"
             )
         };
         let entry_trimmed = entry.trim().trim_end_matches('/');
         let (scheme, rest) = match entry_trimmed.split_once("://") {
             Some((scheme, rest)) => {
                 let scheme = scheme.to_ascii_lowercase();
-                if scheme != "http" && scheme != "https" {
-                    return Err(bad("the scheme must be http or https"));
+                if !["http", "https", DATABASE_SCHEME].contains(&scheme.as_str()) {
+                    return Err(bad("the scheme must be http, https or postgres"));
                 }
                 (Some(scheme), rest)
             }
@@ -128,9 +133,22 @@ impl HostGrant {
         Some(grants)
     }
 
-    /// Whether a request to `host:port` over `scheme` is covered by this entry.
+    /// The grant of the database at `host:port`: `postgres://host:port`.
+    pub fn database(host: &str, port: u16) -> Option<HostGrant> {
+        let host = match host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+            _ => host.to_string(),
+        };
+        format!("{DATABASE_SCHEME}://{host}:{port}").parse().ok()
+    }
+
+    /// Whether a connection to `host:port` over `scheme` is covered by this entry. A database
+    /// connection needs an entry that names the database scheme.
     pub(super) fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         if self.scheme.as_deref().is_some_and(|s| s != scheme) {
+            return false;
+        }
+        if scheme == DATABASE_SCHEME && self.scheme.is_none() {
             return false;
         }
         if self.port.is_some_and(|p| p != port) {
@@ -178,6 +196,7 @@ pub(super) fn default_port(scheme: &str) -> Option<u16> {
     match scheme {
         "http" => Some(80),
         "https" => Some(443),
+        DATABASE_SCHEME => Some(5432),
         _ => None,
     }
 }
@@ -256,6 +275,21 @@ mod tests {
         assert!(allowed("https", "a.bucket.test", 443));
         assert!(!allowed("https", "bucket.test", 443));
         assert!(!allowed("https", "evilbucket.test", 443));
+    }
+
+    #[test]
+    fn a_database_needs_its_scheme() {
+        let g = grants(&["postgres://db.internal:5432", "minio:9000", "10.0.0.0/8"]);
+        let allowed = |scheme, host, port| g.iter().any(|g| g.allows(scheme, host, port));
+        assert!(allowed("postgres", "db.internal", 5432));
+        assert!(!allowed("postgres", "db.internal", 5433));
+        assert!(!allowed("http", "db.internal", 5432));
+        assert!(!allowed("postgres", "minio", 9000));
+        assert!(!allowed("postgres", "10.1.2.3", 5432));
+        assert_eq!(
+            HostGrant::database("::1", 5432).unwrap().to_string(),
+            "postgres://[::1]:5432"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Outgoing HTTP for plugins: the operator's `allow_hosts` grant and the wasi-http hook that
-//! enforces it.
+//! Outgoing connections of plugins: the operator's `allow_hosts` grant, the address check
+//! every connection passes (`address.rs`; database connections too, see `postgres/`), and the
+//! wasi-http hook that enforces it for HTTP.
 //!
 //! wasi-http gives a guest no sockets and no DNS: every request it makes arrives at the policy
 //! hook (`policy.rs`), which reads the grant (`grant.rs`). A request goes out only if
@@ -15,10 +16,13 @@
 //! one sends a new request, which is checked like any other). Every wait is capped by the
 //! backend's call timeout, and response bodies by its memory grant.
 
+mod address;
 mod body;
 mod grant;
 mod policy;
 mod send;
 
+pub(crate) use address::{Refused, checked_address, join_host_port};
+pub(crate) use grant::DATABASE_SCHEME;
 pub use grant::HostGrant;
 pub(crate) use policy::NetworkPolicy;

@@ -66,10 +66,11 @@ pub(super) fn inspect(plugin: &Plugin, json: bool) -> anyhow::Result<()> {
     let c = plugin.capabilities();
     let yes_no = |b: bool| if b { "yes" } else { "no" };
     println!(
-        "  capabilities: filesystem {} (grant `dirs`), http {} (grant `allow_hosts`), sockets {}, \
-         environment {}",
+        "  capabilities: filesystem {} (grant `dirs`), http {} (grant `allow_hosts`), postgres {} \
+         (grant `allow_hosts = [\"postgres://HOST:PORT\"]`), sockets {}, environment {}",
         yes_no(c.filesystem),
         yes_no(c.http),
+        yes_no(c.postgres),
         yes_no(c.sockets),
         yes_no(c.environment)
     );

@@ -73,6 +73,7 @@ pub(crate) const HOST_KEYS: &[&str] = &[
     "memory_total",
     "timeout",
     "instances",
+    "max_connections",
     "history",
     "lock_ttl",
     "sha256",

@@ -200,6 +200,16 @@ fn resolve_backend(
             ))
         })?);
     }
+    if let Some(max) = table.get("max_connections") {
+        let text = value_text("max_connections", max).map_err(context)?;
+        let count = text.parse().ok().filter(|n| *n >= 1);
+        grants.max_connections = count.ok_or_else(|| {
+            invalid(format!(
+                "backend `{name}`: `max_connections` = `{text}` is not a whole number of at \
+                 least 1"
+            ))
+        })?;
+    }
     if let Some(history) = table.get("history") {
         let text = value_text("history", history).map_err(context)?;
         state.history = text.parse().map_err(|_| {
@@ -457,6 +467,12 @@ mod tests {
             ),
             ["a.test", "b.test:8080"]
         );
+        let database = "[backends.p]\nplugin = \"postgres\"\nhost = \"db.internal\"\n";
+        assert_eq!(hosts(database, &[]), ["postgres://db.internal:5432"]);
+        let on_port = "[backends.p]\nplugin = \"postgres\"\nhost = \"127.0.0.1\"\nport = 6543\n";
+        assert_eq!(hosts(on_port, &[]), ["postgres://127.0.0.1:6543"]);
+        let nothing = "[backends.p]\nplugin = \"postgres\"\nhost = \"db\"\nallow_hosts = []\n";
+        assert!(hosts(nothing, &[]).is_empty());
         let bad = "[backends.s]\nplugin = \"s3\"\nallow_hosts = [\"ftp://x\"]\n";
         let error = load(Some(bad), &[], Overrides::default())
             .unwrap_err()

@@ -47,6 +47,10 @@ impl BackendSettings {
         if let Some(instances) = self.grants.instances {
             table.insert("instances".into(), (instances as i64).into());
         }
+        table.insert(
+            "max_connections".into(),
+            (self.grants.max_connections as i64).into(),
+        );
         table.insert("history".into(), (self.state.history as i64).into());
         if let Some(ttl) = self.state.lock_ttl {
             table.insert(

@@ -56,13 +56,20 @@ pub(super) fn parse_allow_hosts(value: &toml::Value) -> Result<Vec<HostGrant>> {
 }
 
 /// Without `allow_hosts`, a plugin may reach the endpoints it is configured with (`endpoint`,
-/// `*_endpoint`) and nothing else.
+/// `*_endpoint`), the database its `host` and `port` name (`postgres://HOST:PORT`, port 5432
+/// by default), and nothing else.
 pub(super) fn endpoint_grants(plugin_config: &[(String, String)]) -> Vec<HostGrant> {
+    let value = |key: &str| plugin_config.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let database = value("host").and_then(|host| {
+        let port = value("port").map_or(Some(5432), |p| p.trim().parse().ok())?;
+        HostGrant::database(host.trim(), port)
+    });
     plugin_config
         .iter()
         .filter(|(key, _)| key == "endpoint" || key.ends_with("_endpoint"))
         .filter_map(|(_, url)| HostGrant::from_endpoint(url))
         .flatten()
+        .chain(database)
         .collect()
 }
 

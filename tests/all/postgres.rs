@@ -341,3 +341,76 @@ async fn replicas_on_one_database_keep_one_lock_holder_and_every_update() {
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     crate::replicas::keep_one_lock_holder_and_every_update(&urls).await;
 }
+
+#[test]
+fn inspect_shows_the_capability_and_config_show_masks_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[backends.team]\nplugin = \"postgres\"\nhost = \"db.internal\"\n\
+                  database = \"tf\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n";
+    std::fs::write(dir.path().join("stateplug.toml"), config).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stateplug"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let inspected = run(&["plugins", "inspect", "postgres"]);
+    assert!(inspected.contains("postgres yes"), "{inspected}");
+    assert!(
+        inspected.contains("stateplug:backend/postgres@0.1.0"),
+        "{inspected}"
+    );
+    let shown = run(&["config", "show"]);
+    assert!(!shown.contains("hunter2-secret"), "{shown}");
+    assert!(shown.contains("password = \"(secret)\""), "{shown}");
+    assert!(
+        shown.contains("postgres://db.internal:5432"),
+        "the default grant is shown: {shown}"
+    );
+    // The s3 plugin, which does not use a database, does not import the interface.
+    let s3 = run(&["plugins", "inspect", "s3"]);
+    assert!(s3.contains("postgres no"), "{s3}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backends_instances_share_at_most_max_connections() {
+    let Some(pg) = postgres::shared() else {
+        return;
+    };
+    let database = pg.fresh_database("pooled");
+    let grants = Grants {
+        instances: Some(8),
+        max_connections: 2,
+        ..granted(pg)
+    };
+    let backend = open(pg, &database, &[], grants).await.unwrap();
+    let writers: Vec<_> = (0..32)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                let path = format!("w{i}");
+                backend
+                    .write(&path, vec![7; 4096], Precondition::Absent)
+                    .await
+                    .unwrap();
+                backend.read(&path).await.unwrap()
+            })
+        })
+        .collect();
+    for writer in writers {
+        assert_eq!(writer.await.unwrap().data, vec![7; 4096]);
+    }
+    assert!(backend.instances() == 8);
+    // Every login the server saw for this database: the pool's two, reused by every call.
+    let logins = pg
+        .log()
+        .lines()
+        .filter(|l| {
+            l.contains("connection authorized") && l.contains(&format!("database={database}"))
+        })
+        .count();
+    assert!((1..=2).contains(&logins), "{logins} logins:\n{}", pg.log());
+}

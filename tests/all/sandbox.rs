@@ -7,6 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use crate::common::http_target::{Answer, Target};
+use crate::common::postgres::{self, Postgres};
 use stateplug_runtime::{Backend, Error, Grants, Plugin, Precondition};
 
 async fn hostile(attack: &str, target: &str, grants: Grants) -> Backend {
@@ -487,6 +488,92 @@ async fn a_response_bigger_than_the_memory_grant_is_cut_off() {
     let error = attack(hostile("http-get", &target.url(), grants).await).await;
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
     assert!(error.to_string().contains("size"), "{error}");
+}
+
+/// The hostile plugin's `db-statement` target on the shared PostgreSQL cluster.
+fn db_target(pg: &Postgres, database: &str, statement: &str) -> String {
+    let (host, port) = (pg.host(), pg.port());
+    let (user, password) = (pg.superuser(), pg.password());
+    format!("{host}:{port}/{database}/{user}/{password}/{statement}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_without_a_grant_is_denied() {
+    let Some(pg) = postgres::shared() else {
+        return;
+    };
+    let database = pg.fresh_database("hostile_grant");
+    let target = db_target(pg, &database, "SELECT 1");
+    let http_only = format!("{}:{}", pg.host(), pg.port());
+    for grants in [allow(&[]), allow(&[&http_only])] {
+        let error = attack(hostile("db-statement", &target, grants).await).await;
+        assert!(matches!(error, Error::Denied { .. }), "{error:?}");
+        assert!(error.to_string().contains(&http_only), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_result_bigger_than_the_memory_grant_is_refused() {
+    let Some(pg) = postgres::shared() else {
+        return;
+    };
+    let database = pg.fresh_database("hostile_result");
+    // 64 rows of 1 MiB against a 32 MiB grant.
+    let statement = "SELECT repeat('x', 1048576) FROM generate_series(1, 64)";
+    let grant = format!("postgres://{}:{}", pg.host(), pg.port());
+    let grants = Grants {
+        memory: 32 << 20,
+        ..allow(&[&grant])
+    };
+    let target = db_target(pg, &database, statement);
+    let error = attack(hostile("db-statement", &target, grants).await).await;
+    assert!(
+        error
+            .to_string()
+            .contains("larger than the instance's memory grant"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_never_ends_is_cut_at_the_deadline() {
+    let Some(pg) = postgres::shared() else {
+        return;
+    };
+    let database = pg.fresh_database("hostile_sleep");
+    let grant = format!("postgres://{}:{}", pg.host(), pg.port());
+    let grants = Grants {
+        timeout: Duration::from_secs(1),
+        ..allow(&[&grant])
+    };
+    let target = db_target(pg, &database, "SELECT pg_sleep(3600)");
+    let error = attack(hostile("db-statement", &target, grants).await).await;
+    // The host's wait, the call's timeout or its epoch deadline ends it, whichever fires
+    // first: all are the 1 s grant.
+    let stopped = matches!(
+        error,
+        Error::Timeout { .. } | Error::Unavailable { .. } | Error::Crashed { .. }
+    );
+    assert!(
+        stopped && error.to_string().contains("deadline"),
+        "{error:?}"
+    );
+    // The server stopped it too (`statement_timeout`): nothing is left sleeping.
+    let sleeping = || {
+        pg.sql(
+            &database,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%'",
+        )
+    };
+    let mut left = sleeping();
+    for _ in 0..50 {
+        if left.trim() == "0" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        left = sleeping();
+    }
+    assert_eq!(left.trim(), "0", "a statement outlived its call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

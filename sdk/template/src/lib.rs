@@ -1,4 +1,7 @@
-//! A stateplug backend: replace the map below with calls to your storage.
+//! A stateplug backend: replace the map below with calls to your storage: files in a
+//! granted directory (`std::fs`), a service over HTTP (the SDK's `http` feature), or a
+//! PostgreSQL database through the host (`stateplug_sdk::postgres`, granted as
+//! `postgres://HOST:PORT`).
 //!
 //! The SDK checks every path and the configuration before your code runs, and gives you
 //! `exists` and the four lock operations on top of `write` with preconditions. What you must

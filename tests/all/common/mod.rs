@@ -8,6 +8,7 @@ use stateplug_runtime::{DirGrant, Grants, Plugin, Runtime};
 
 pub mod http_target;
 pub mod moto;
+pub mod postgres;
 pub mod terraform;
 
 /// The process-wide runtime.

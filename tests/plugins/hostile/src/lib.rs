@@ -32,11 +32,12 @@ impl Store for Hostile {
             config: vec![
                 ConfigField::required(
                     "attack",
-                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock | tcp-connect | huge-error | forged-log | loud-panic | huge-version | forged-lock",
+                    "loop | sleep | alloc | recurse | panic | huge | log-flood | read-file | chmod | env | stuck-version | http-get | foreign-lock | tcp-connect | huge-error | forged-log | loud-panic | huge-version | forged-lock | db-statement",
                 ),
                 ConfigField::optional(
                     "target",
-                    "file the read-file and chmod attacks aim at; URL for http-get",
+                    "file the read-file and chmod attacks aim at; URL for http-get; for \
+                     db-statement `HOST:PORT/DATABASE/USER/PASSWORD/STATEMENT`",
                 )
                 .default_value(""),
                 // What `plugins inspect` shows must not repaint the operator's terminal.
@@ -141,6 +142,11 @@ impl Store for Hostile {
                     })
                     .map_err(|e| Error::io(format!("connecting to {address}"), e))
             }
+            // A statement on the database `target` names, through the host's capability.
+            "db-statement" => db_statement(&self.target).map(|data| Object {
+                data,
+                version: "queried".into(),
+            }),
             "http-get" => http_get(&self.target).map(|data| Object {
                 data,
                 version: "fetched".into(),
@@ -248,3 +254,30 @@ fn recurse(depth: u64) -> u64 {
 }
 
 stateplug_sdk::export_backend!(Hostile);
+
+/// Runs the statement of `target` (`HOST:PORT/DATABASE/USER/PASSWORD/STATEMENT`) and answers
+/// its rows' debug text.
+fn db_statement(target: &str) -> Result<Vec<u8>> {
+    use stateplug_sdk::postgres::{ConnectOptions, Connection, SslMode};
+    let parts: Vec<&str> = target.splitn(5, '/').collect();
+    let [address, database, username, password, statement] = parts[..] else {
+        return Err(Error::Other(format!(
+            "`{target}` is not HOST:PORT/DB/USER/PASSWORD/SQL"
+        )));
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse().ok()?)))
+        .ok_or_else(|| Error::Other(format!("`{address}` is not HOST:PORT")))?;
+    let db = Connection::open(&ConnectOptions {
+        host: host.into(),
+        port,
+        database: database.into(),
+        username: username.into(),
+        password: password.into(),
+        ssl_mode: SslMode::Disable,
+        ssl_root_cert: None,
+    })?;
+    let rows = db.query(statement, &[])?;
+    Ok(format!("{:?}", rows.rows.len()).into_bytes())
+}

@@ -6,7 +6,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The tests' set-up, of which a benchmark uses a part.
@@ -15,6 +14,12 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::Server;
+
+// Load through a server: shared with the postgres bench.
+#[path = "support/load.rs"]
+mod load;
+
+use load::{load, state};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -52,57 +57,6 @@ fn terraform_apply(terraform: &Path, backend: &str, runs: usize) -> Duration {
         })
         .collect();
     median(samples)
-}
-
-fn state(serial: u64, padding: &str) -> Vec<u8> {
-    format!("{{\"version\":4,\"serial\":{serial},\"lineage\":\"bench\",\"padding\":\"{padding}\"}}")
-        .into_bytes()
-}
-
-/// `requests` requests spread over `clients` concurrent clients; returns (req/s, p99).
-async fn load(url: &str, clients: usize, requests: usize, post: bool) -> (f64, Duration) {
-    let client = reqwest::Client::new();
-    let padding: Arc<str> = "x".repeat(1 << 20).into();
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..clients)
-        .map(|c| {
-            let (client, padding) = (client.clone(), padding.clone());
-            // POSTs go to one workspace per client, each moving its own serial forward.
-            let target = if post {
-                format!("{url}/state/post-{clients}-{c}")
-            } else {
-                format!("{url}/state/read")
-            };
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                for i in 0..requests / clients {
-                    let sent = Instant::now();
-                    let response = if post {
-                        client
-                            .post(&target)
-                            .body(state(i as u64 + 1, &padding))
-                            .send()
-                            .await
-                            .unwrap()
-                    } else {
-                        client.get(&target).send().await.unwrap()
-                    };
-                    assert!(response.status().is_success(), "{}", response.status());
-                    response.bytes().await.unwrap();
-                    latencies.push(sent.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let p99 = latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)];
-    (latencies.len() as f64 / elapsed.as_secs_f64(), p99)
 }
 
 fn main() {
@@ -149,7 +103,7 @@ fn main() {
         for clients in [1, 8, 64] {
             for post in [false, true] {
                 let requests = if post { 128 } else { 512 }.max(clients);
-                let (rate, p99) = load(&server.url, clients, requests, post).await;
+                let (rate, p99) = load(&server.url, clients, requests, post, 1 << 20).await;
                 println!(
                     "{:<6} {:>8} {:>10.1} {:>12?}",
                     if post { "POST" } else { "GET" },

@@ -5,6 +5,11 @@
 //! cluster for the whole test process, for the many tests that just need a database of their
 //! own ([`Postgres::fresh_database`]).
 //!
+//! A cluster started with TLS ([`Postgres::start_with_tls_or_skip`], [`shared_tls`]) has a
+//! throwaway CA of its own ([`Tls`], made with rcgen) and a server certificate it signed for
+//! IP address 127.0.0.1, and accepts TCP connections only over TLS (`hostssl`; `hostnossl`
+//! is rejected); the fixture's own psql then verifies the certificate (`verify-full`).
+//!
 //! initdb and postgres refuse to run as root, and CI runs as root: then the server runs as the
 //! `postgres` user (the package creates it), switched to by `Command::uid` (no su, runuser or
 //! PAM involved); otherwise as the current user. psql runs as the current user, over TCP.
@@ -16,6 +21,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -102,6 +108,124 @@ pub fn shared() -> Option<&'static Postgres> {
         .as_ref()
 }
 
+/// The TLS cluster shared by every test of this process (see [`shared`] and
+/// [`Postgres::start_with_tls_or_skip`]).
+pub fn shared_tls() -> Option<&'static Postgres> {
+    static SHARED: OnceLock<Option<Postgres>> = OnceLock::new();
+    extern "C" fn stop_at_exit() {
+        if let Some(Some(postgres)) = SHARED.get() {
+            postgres.shut_down();
+        }
+    }
+    SHARED
+        .get_or_init(|| {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            let bin = installed_or_skip(&test)?;
+            let postgres = Postgres::start_with_tls(&bin);
+            // SAFETY: as in `shared`.
+            unsafe { libc::atexit(stop_at_exit) };
+            Some(postgres)
+        })
+        .as_ref()
+}
+
+/// The subject of every throwaway CA: two CAs differ by their key only, so a client that
+/// trusted a CA by its name alone would be caught.
+const CA_NAME: &str = "stateplug test CA";
+
+/// A throwaway certificate authority: its certificate (PEM) and what signs with it.
+pub struct Ca {
+    pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    /// A new CA (ECDSA P-256), named [`CA_NAME`] like every other one.
+    pub fn generate() -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, CA_NAME);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        Ca {
+            pem: certificate.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// The CA's certificate, PEM: what a client trusts (the plugin's `ssl_root_cert`).
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server certificate for `ip` (its only subject alternative name) and its key, PEM.
+    fn server_certificate(&self, ip: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(vec![ip.to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, ip);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+}
+
+/// The TLS files of a cluster started with TLS, in its directory: the CA that signed the
+/// server's certificate, the certificate (for [`HOST`] only) and its key (mode 0600, the
+/// server's user's).
+pub struct Tls {
+    ca: Ca,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl Tls {
+    /// The CA's certificate, PEM: the plugin's `ssl_root_cert` for `verify-full`.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.pem()
+    }
+
+    /// Makes a CA and a server certificate for [`HOST`] signed by it, in `dir`.
+    fn create(dir: &Path) -> Tls {
+        let ca = Ca::generate();
+        let (cert, key) = ca.server_certificate(HOST);
+        let tls = Tls {
+            ca,
+            ca_file: dir.join("ca.crt"),
+            cert_file: dir.join("server.crt"),
+            key_file: dir.join("server.key"),
+        };
+        std::fs::write(&tls.ca_file, tls.ca.pem()).unwrap();
+        std::fs::write(&tls.cert_file, cert).unwrap();
+        // The server refuses a key file others may read; created 0600, then given away.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tls.key_file)
+            .and_then(|mut file| file.write_all(key.as_bytes()))
+            .unwrap();
+        if let Some((uid, gid)) = server_user() {
+            for file in [&tls.ca_file, &tls.cert_file, &tls.key_file] {
+                std::os::unix::fs::chown(file, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        tls
+    }
+}
+
 /// Makes database names unique within the process (and so within a cluster).
 static NAMES: AtomicUsize = AtomicUsize::new(0);
 
@@ -112,6 +236,8 @@ pub struct Postgres {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    /// Set for a cluster started with TLS.
+    tls: Option<Tls>,
     watchdog: Mutex<Option<Watchdog>>,
 }
 
@@ -122,12 +248,28 @@ impl Postgres {
         installed_or_skip(test).map(|bin| Postgres::start(&bin))
     }
 
+    /// Like [`Postgres::start_or_skip`], a cluster with TLS (see [`Postgres::start_with_tls`]).
+    pub fn start_with_tls_or_skip(test: &str) -> Option<Postgres> {
+        installed_or_skip(test).map(|bin| Postgres::start_with_tls(&bin))
+    }
+
+    /// Like [`Postgres::start`], with TLS: `ssl = on` with a certificate for [`HOST`] signed
+    /// by a throwaway CA ([`Postgres::tls`]), and TCP connections only over TLS
+    /// (`hostssl … scram-sha-256`, `hostnossl … reject`).
+    pub fn start_with_tls(bin_dir: &Path) -> Postgres {
+        Postgres::start_cluster(bin_dir, true)
+    }
+
     /// Creates a cluster with the programs of `bin_dir` (initdb: superuser [`SUPERUSER`] with
     /// password [`PASSWORD`], scram-sha-256 for every connection, UTF8, locale C) and starts it
     /// on a free port. The port is found by binding port 0 and releasing it, so another
     /// process may take it in between: then the server does not start and we try another port
     /// (three attempts).
     pub fn start(bin_dir: &Path) -> Postgres {
+        Postgres::start_cluster(bin_dir, false)
+    }
+
+    fn start_cluster(bin_dir: &Path, tls: bool) -> Postgres {
         let started = Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("stateplug-pg-")
@@ -141,8 +283,13 @@ impl Postgres {
             watchdog: Mutex::new(Some(Watchdog::spawn(bin_dir, dir.path()))),
             dir,
             port: 0,
+            tls: None,
         };
         postgres.init();
+        if tls {
+            postgres.tls = Some(Tls::create(postgres.dir.path()));
+            postgres.require_tls();
+        }
         let initialized = started.elapsed();
         let mut failures = String::new();
         for _ in 0..3 {
@@ -155,8 +302,9 @@ impl Postgres {
             let output = postgres.pg_ctl(&["-w", "-t", "60", "start"]);
             if output.status.success() {
                 eprintln!(
-                    "PostgreSQL on {HOST}:{} ({}) started in {} ms (initdb {} ms)",
+                    "PostgreSQL on {HOST}:{}{} ({}) started in {} ms (initdb {} ms)",
                     postgres.port,
+                    if tls { " with TLS" } else { "" },
                     postgres.dir.path().display(),
                     started.elapsed().as_millis(),
                     initialized.as_millis()
@@ -212,10 +360,27 @@ impl Postgres {
             .unwrap();
     }
 
+    /// Replaces initdb's `pg_hba.conf`: the Unix socket with a password, TCP over TLS with a
+    /// password, TCP without TLS rejected.
+    fn require_tls(&self) {
+        // Written over the file initdb made, so it stays the server's user's.
+        std::fs::write(
+            self.data_dir().join("pg_hba.conf"),
+            format!(
+                "# The tests' TLS cluster: TCP only over TLS.\n\
+                 local all all scram-sha-256\n\
+                 hostssl all all {HOST}/32 scram-sha-256\n\
+                 hostnossl all all {HOST}/32 reject\n"
+            ),
+        )
+        .unwrap();
+    }
+
     /// Writes `data/stateplug.conf`: 127.0.0.1 and this port only, the socket in our
-    /// directory, every connection logged, no waiting for the disk.
+    /// directory, every connection logged, no waiting for the disk; TLS on with our
+    /// certificate for a cluster with TLS.
     fn write_settings(&self) {
-        let settings = format!(
+        let mut settings = format!(
             "listen_addresses = '{HOST}'\n\
              port = {port}\n\
              unix_socket_directories = '{dir}'\n\
@@ -227,6 +392,15 @@ impl Postgres {
             port = self.port,
             dir = self.dir.path().display(),
         );
+        if let Some(tls) = &self.tls {
+            settings.push_str(&format!(
+                "ssl = on\n\
+                 ssl_cert_file = '{}'\n\
+                 ssl_key_file = '{}'\n",
+                tls.cert_file.display(),
+                tls.key_file.display()
+            ));
+        }
         std::fs::write(self.data_dir().join("stateplug.conf"), settings).unwrap();
     }
 
@@ -275,6 +449,11 @@ impl Postgres {
         self.dir.path()
     }
 
+    /// The TLS files of a cluster started with TLS; `None` for one without.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
     /// The server's log so far (every start; with log_connections and log_disconnections).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
@@ -282,16 +461,25 @@ impl Postgres {
 
     /// Runs `statements` (one or more, `;`-separated, each in its own transaction) with psql
     /// as `user` on `database` over TCP: `-X -q -w -v ON_ERROR_STOP=1 -At`, a cleared
-    /// environment with `PGPASSWORD`. Returns psql's output whatever its exit status.
+    /// environment with `PGPASSWORD`, and without TLS (`PGSSLMODE=disable`), or, on a cluster
+    /// with TLS, over TLS with the certificate checked against its CA (`verify-full`).
+    /// Returns psql's output whatever its exit status.
     pub fn psql(&self, user: &str, password: &str, database: &str, statements: &str) -> Output {
-        let mut child = Command::new(psql_binary(&self.bin))
+        let mut command = Command::new(psql_binary(&self.bin));
+        command
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("LC_ALL", "C")
             .env("HOME", self.dir.path())
             .env("PGPASSWORD", password)
-            .env("PGSSLMODE", "disable")
-            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGCONNECT_TIMEOUT", "10");
+        match &self.tls {
+            None => command.env("PGSSLMODE", "disable"),
+            Some(tls) => command
+                .env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", &tls.ca_file),
+        };
+        let mut child = command
             .args(["-X", "-q", "-w", "-v", "ON_ERROR_STOP=1", "-At"])
             .args(["-h", HOST, "-p", &self.port.to_string()])
             .args(["-U", user, "-d", database, "-f", "-"])
@@ -376,7 +564,8 @@ impl Postgres {
     }
 
     /// The plugin settings to reach `database` as the superuser: `host`, `port`, `database`,
-    /// `username`, `password`, `ssl_mode` (`disable`).
+    /// `username`, `password`, `ssl_mode` (`disable`; `require` on a cluster with TLS, which
+    /// refuses connections without it).
     pub fn settings(&self, database: &str) -> Vec<(String, String)> {
         self.settings_for(database, SUPERUSER, PASSWORD)
     }
@@ -394,7 +583,14 @@ impl Postgres {
             ("database", database),
             ("username", username),
             ("password", password),
-            ("ssl_mode", "disable"),
+            (
+                "ssl_mode",
+                if self.tls.is_some() {
+                    "require"
+                } else {
+                    "disable"
+                },
+            ),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

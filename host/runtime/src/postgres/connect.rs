@@ -108,12 +108,34 @@ pub(super) async fn connect(
 
 fn login_error(backend: &str, target: &Target, e: &tokio_postgres::Error) -> Error {
     let at = format!("the database `{}` at {}", target.database, target.address());
-    let reason = stateplug_sdk::text::untrusted(&e.to_string()).into_owned();
+    let reason = reason(e);
+    let user = &target.username;
+    if let Some(certificate) = certificate_error(e) {
+        let what_to_do = match certificate {
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. } => {
+                "set `host` to a name the certificate is for"
+            }
+            _ => {
+                "set `ssl_root_cert` to the PEM of the CA that signed it (without it, \
+                 `verify-full` trusts the public roots only)"
+            }
+        };
+        return Error::Invalid(format!(
+            "backend `{backend}`: {at} presented a certificate `verify-full` refuses: \
+             {reason}; {what_to_do}"
+        ));
+    }
     match e.code() {
+        Some(code) if *code == SqlState::INVALID_PASSWORD => Error::LoginRefused(format!(
+            "backend `{backend}`: {at} refused the login of user `{user}`: {reason}; check \
+             `username` and `password`"
+        )),
         Some(code) if code.code().starts_with("28") => Error::LoginRefused(format!(
-            "backend `{backend}`: {at} refused the login of user `{}`: {reason}; check \
-             `username` and `password`",
-            target.username
+            "backend `{backend}`: {at} refused the login of user `{user}`: {reason}; the \
+             server's pg_hba.conf has no entry for this user, database and address (or, for \
+             `no encryption`, accepts it only over TLS: set `ssl_mode` to `require` or \
+             `verify-full`)"
         )),
         Some(code) if *code == SqlState::INVALID_CATALOG_NAME => Error::StatementFailed(SqlError {
             code: code.code().to_string(),
@@ -127,18 +149,44 @@ fn login_error(backend: &str, target: &Target, e: &tokio_postgres::Error) -> Err
         )),
         Some(code) => Error::StatementFailed(SqlError {
             code: code.code().to_string(),
-            message: format!("backend `{backend}`: logging in to {at}: {reason}"),
+            message: format!("backend `{backend}`: logging in to {at} as `{user}`: {reason}"),
         }),
+        None if reason.contains("server does not support TLS") => Error::Invalid(format!(
+            "backend `{backend}`: {at} does not offer TLS, which `ssl_mode` = `require` or \
+             `verify-full` insists on: {reason}; enable TLS on the server or set `ssl_mode` \
+             to `prefer`"
+        )),
         None => Error::Unavailable(format!(
             "backend `{backend}`: cannot connect to {at}: {reason}"
         )),
     }
 }
 
+/// The driver's error with its causes: its own text names only the kind ("db error").
+fn reason(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    stateplug_sdk::text::untrusted(&text).into_owned()
+}
+
+/// The certificate problem behind a failed TLS handshake, if that is what failed.
+fn certificate_error(e: &tokio_postgres::Error) -> Option<&rustls::CertificateError> {
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    match io.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(certificate) => Some(certificate),
+        _ => None,
+    }
+}
+
 /// A statement's failure in the interface's terms: the connection gone or the server going
 /// away is `unavailable` (a retry may work); anything the server refused carries its code.
 pub(super) fn statement_error(backend: &str, e: &tokio_postgres::Error) -> Error {
-    let reason = stateplug_sdk::text::untrusted(&e.to_string()).into_owned();
+    let reason = reason(e);
     match e.code() {
         Some(code) if is_unavailable(code) => {
             Error::Unavailable(format!("backend `{backend}`: the database: {reason}"))

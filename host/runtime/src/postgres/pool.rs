@@ -97,17 +97,18 @@ impl Connections {
             if let Some(taken) = self.take_idle_or_reserve(target) {
                 let pooled = match taken {
                     Some(pooled) => pooled,
-                    None => match connect(&shared.backend, target, shared.max_wait).await {
-                        Ok(client) => Pooled {
+                    None => {
+                        // The place is given back if the login fails or the call is dropped
+                        // while logging in.
+                        let reserved = Reserved(self);
+                        let client = connect(&shared.backend, target, shared.max_wait).await?;
+                        std::mem::forget(reserved);
+                        Pooled {
                             target: target.clone(),
                             client,
                             statements: HashMap::new(),
-                        },
-                        Err(e) => {
-                            self.closed();
-                            return Err(e);
                         }
-                    },
+                    }
                 };
                 return Ok(Checkout {
                     connections: self.clone(),
@@ -147,6 +148,15 @@ impl Connections {
     fn closed(&self) {
         self.inner.state.lock().expect("connection pool lock").open -= 1;
         self.inner.returned.notify_one();
+    }
+}
+
+/// A place among the open connections, taken for a login that has not ended yet.
+struct Reserved<'a>(&'a Connections);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.closed();
     }
 }
 

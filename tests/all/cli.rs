@@ -44,15 +44,21 @@ fn plugins_list_describes_the_builtins() {
         .iter()
         .map(|p| p["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["local", "memory", "s3"]);
+    assert_eq!(names, ["local", "memory", "postgres", "s3"]);
     assert_eq!(list[1]["sha256"].as_str().unwrap().len(), 64);
-    // Each built-in imports only the capability it needs; s3 reaches out over HTTP only.
+    // Each built-in imports only the capability it needs: s3 reaches out over HTTP only,
+    // postgres only through the database interface.
     let capabilities = |i: usize| &list[i]["capabilities"];
     assert_eq!(capabilities(0)["filesystem"], true);
     assert_eq!(capabilities(0)["http"], false);
-    assert_eq!(capabilities(2)["http"], true);
+    assert_eq!(capabilities(0)["postgres"], false);
+    assert_eq!(capabilities(2)["postgres"], true);
+    assert_eq!(capabilities(2)["http"], false);
     assert_eq!(capabilities(2)["filesystem"], false);
-    assert_eq!(capabilities(2)["sockets"], false);
+    assert_eq!(capabilities(3)["http"], true);
+    assert_eq!(capabilities(3)["postgres"], false);
+    assert_eq!(capabilities(3)["filesystem"], false);
+    assert_eq!(capabilities(3)["sockets"], false);
     assert!(
         !dir.path().join(".stateplug").exists(),
         "listing plugins created the data dir"

@@ -219,8 +219,14 @@ async fn a_wrong_password_names_the_backend_and_the_user() {
     assert!(stderr.contains("backend `team`"), "{stderr}");
     assert!(stderr.contains("user `alice_login`"), "{stderr}");
     // The server's own reason, and what to check.
-    assert!(stderr.contains("password authentication failed"), "{stderr}");
-    assert!(stderr.contains("check `username` and `password`"), "{stderr}");
+    assert!(
+        stderr.contains("password authentication failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("check `username` and `password`"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("wrong"),
         "the password was printed: {stderr}"

@@ -19,6 +19,6 @@ pub use error::Error;
 pub use memory::{MemoryError, MemoryStore};
 pub use store::{ObjectStore, Refusal, StoreError};
 pub use workspaces::{
-    BrokenLock, DEFAULT_HISTORY, HistoryEntry, StateError, StateOptions, WorkspaceInfo, Workspaces,
-    WriteOptions, check_workspace,
+    BrokenLock, DEFAULT_HISTORY, HistoryChange, HistoryEntry, KeptVersion, StateError,
+    StateOptions, WorkspaceInfo, Workspaces, WriteOptions, check_workspace,
 };

@@ -94,6 +94,28 @@ pub struct HistoryEntry {
     pub saved_at: String,
 }
 
+/// One kept version of a workspace with its bytes, as [`Workspaces::kept_versions`] reads it
+/// and [`Workspaces::replace_history`] writes it: what copying a workspace's history to
+/// another store needs (its time of writing is part of where it is kept, so it is copied too).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptVersion {
+    /// The version's serial.
+    pub serial: u64,
+    /// When it was written (unix milliseconds).
+    pub saved_at_ms: u64,
+    /// The state as it was written.
+    pub data: Vec<u8>,
+}
+
+/// What [`Workspaces::replace_history`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct HistoryChange {
+    /// Versions written (missing, or kept with other bytes).
+    pub written: usize,
+    /// Versions deleted (not among the ones given).
+    pub deleted: usize,
+}
+
 /// A lock broken by force, as recorded.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BrokenLock {
@@ -445,6 +467,109 @@ impl<S: ObjectStore> Workspaces<S> {
             });
         }
         Ok(entries)
+    }
+
+    /// The kept versions of a workspace with their bytes, oldest first.
+    pub async fn kept_versions(&self, workspace: &str) -> Result<Vec<KeptVersion>, StateError<S>> {
+        check_name(workspace)?;
+        let mut versions = Vec::new();
+        for (serial, saved_at_ms, path) in self.history_paths(workspace).await? {
+            let object = self.store.read(&path).await.map_err(Error::Store)?;
+            versions.push(KeptVersion {
+                serial,
+                saved_at_ms,
+                data: object.data,
+            });
+        }
+        Ok(versions)
+    }
+
+    /// Makes the kept versions of a workspace exactly `versions` (another store's, as
+    /// [`kept_versions`](Self::kept_versions) read them): each is written verbatim where its
+    /// serial and time say, unless already kept with the same bytes, then every other kept
+    /// version is deleted. Refused, with nothing changed, while the workspace is locked under
+    /// another id than `lock_id`, or when a version is not a state document of its serial.
+    /// The versions are written before any is deleted, so an interrupted call leaves more
+    /// versions, never fewer, and calling it again completes it. The number kept is not
+    /// capped here: the next write prunes to `history`.
+    pub async fn replace_history(
+        &self,
+        workspace: &str,
+        versions: &[KeptVersion],
+        lock_id: Option<&str>,
+    ) -> Result<HistoryChange, StateError<S>> {
+        let path = state_path(workspace)?;
+        let mut wanted = HashMap::new();
+        for version in versions {
+            let doc = StateDoc::parse(&version.data).map_err(|reason| {
+                rejected(
+                    workspace,
+                    format!("the kept version of serial {}: {reason}", version.serial),
+                )
+            })?;
+            if doc.serial != version.serial {
+                return Err(rejected(
+                    workspace,
+                    format!(
+                        "a kept version given as serial {} holds a state of serial {}",
+                        version.serial, doc.serial
+                    ),
+                ));
+            }
+            let at = layout::history_path(workspace, version.serial, version.saved_at_ms);
+            if wanted.insert(at, &version.data).is_some() {
+                return Err(rejected(
+                    workspace,
+                    format!(
+                        "two kept versions of serial {} were written at the same time",
+                        version.serial
+                    ),
+                ));
+            }
+        }
+        let _writer = self.writer(workspace).await;
+        self.check_lock(workspace, &path, lock_id).await?;
+        // Only a version kept where a wanted one goes is read (to compare its bytes); the
+        // others are deleted unread.
+        let mut kept = HashMap::new();
+        for (_, _, at) in self.history_paths(workspace).await? {
+            let data = match wanted.contains_key(&at) {
+                true => Some(self.store.read(&at).await.map_err(Error::Store)?.data),
+                false => None,
+            };
+            kept.insert(at, data);
+        }
+        let mut change = HistoryChange::default();
+        let mut missing: Vec<_> = wanted
+            .iter()
+            .filter(|(at, data)| kept.get(*at).and_then(Option::as_ref) != Some(**data))
+            .collect();
+        missing.sort_by_key(|(at, _)| *at);
+        for (at, data) in missing {
+            self.store
+                .write(at, data.to_vec(), Precondition::None)
+                .await
+                .map_err(Error::Store)?;
+            change.written += 1;
+        }
+        let mut extra: Vec<_> = kept.keys().filter(|at| !wanted.contains_key(*at)).collect();
+        extra.sort();
+        for at in extra {
+            self.store
+                .delete(at, Precondition::None)
+                .await
+                .map_err(Error::Store)?;
+            change.deleted += 1;
+        }
+        if change != HistoryChange::default() {
+            tracing::info!(
+                workspace,
+                written = change.written,
+                deleted = change.deleted,
+                "history replaced"
+            );
+        }
+        Ok(change)
     }
 
     /// Makes a kept version current again, as a new write with a serial above the current
@@ -1148,6 +1273,92 @@ mod tests {
         let refused = reason(ws.rollback("dev", 1, None).await);
         assert!(refused.contains("encrypted"), "{refused}");
         assert_eq!(stored(&ws, "dev").await, Some(encrypted(2, "L")));
+    }
+
+    /// Another store's kept versions, written verbatim: the same serials, times and bytes,
+    /// the destination's own extra versions gone; a second call changes nothing.
+    #[tokio::test]
+    async fn replace_history_copies_kept_versions_verbatim() {
+        let source = workspaces(DEFAULT_HISTORY);
+        for serial in 1..=3 {
+            source
+                .put("dev", state_with(serial, "L", "src"), &plain())
+                .await
+                .unwrap();
+        }
+        let versions = source.kept_versions("dev").await.unwrap();
+        assert_eq!(
+            versions.iter().map(|v| v.serial).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        assert_eq!(versions[2].data, state_with(3, "L", "src"));
+
+        let dest = workspaces(DEFAULT_HISTORY);
+        // A serial the source never had, so its kept version is nowhere the source's go.
+        dest.put("dev", state(7, "L"), &plain()).await.unwrap();
+        let change = dest.replace_history("dev", &versions, None).await.unwrap();
+        assert_eq!(
+            change,
+            HistoryChange {
+                written: 3,
+                deleted: 1
+            }
+        );
+        assert_eq!(dest.kept_versions("dev").await.unwrap(), versions);
+        let saved = |h: Vec<HistoryEntry>| -> Vec<(u64, String, usize)> {
+            h.into_iter()
+                .map(|e| (e.serial, e.saved_at, e.size))
+                .collect()
+        };
+        assert_eq!(
+            saved(dest.history("dev").await.unwrap()),
+            saved(source.history("dev").await.unwrap())
+        );
+        assert_eq!(
+            stored(&dest, "dev").await,
+            Some(state(7, "L")),
+            "the state itself is not touched"
+        );
+        let again = dest.replace_history("dev", &versions, None).await.unwrap();
+        assert_eq!(again, HistoryChange::default());
+        let none = dest.replace_history("dev", &[], None).await.unwrap();
+        assert_eq!(none.deleted, 3);
+        assert!(dest.history("dev").await.unwrap().is_empty());
+    }
+
+    /// A version that is not a state of its serial, or a lock in the way, changes nothing.
+    #[tokio::test]
+    async fn replace_history_refuses_bad_versions_and_locks() {
+        let ws = workspaces(DEFAULT_HISTORY);
+        ws.put("dev", state(1, "L"), &plain()).await.unwrap();
+        let before = ws.kept_versions("dev").await.unwrap();
+        let version = |serial, data: Vec<u8>| KeptVersion {
+            serial,
+            saved_at_ms: 1_700_000_000_000,
+            data,
+        };
+        let not_a_state = [version(2, b"nope".to_vec())];
+        let refused = reason(ws.replace_history("dev", &not_a_state, None).await);
+        assert!(refused.contains("kept version of serial 2"), "{refused}");
+        let mislabelled = [version(2, state(7, "L"))];
+        let refused = reason(ws.replace_history("dev", &mislabelled, None).await);
+        assert!(refused.contains("holds a state of serial 7"), "{refused}");
+        let twice = [version(2, state(2, "L")), version(2, state(2, "L"))];
+        let refused = reason(ws.replace_history("dev", &twice, None).await);
+        assert!(refused.contains("same time"), "{refused}");
+
+        ws.lock("dev", lock("A")).await.unwrap();
+        let good = [version(2, state(2, "L"))];
+        assert_eq!(locked_by(ws.replace_history("dev", &good, None).await), "A");
+        assert_eq!(
+            locked_by(ws.replace_history("dev", &good, Some("B")).await),
+            "A"
+        );
+        assert_eq!(ws.kept_versions("dev").await.unwrap(), before);
+        ws.replace_history("dev", &good, Some("A")).await.unwrap();
+        assert_eq!(serials(&ws.history("dev").await.unwrap()), [2]);
+        is_invalid(ws.replace_history("a/b", &good, None).await);
+        is_invalid(ws.kept_versions("..").await);
     }
 
     #[tokio::test]

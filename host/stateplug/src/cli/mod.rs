@@ -1,10 +1,13 @@
 //! The `stateplug` command: its arguments, and one module per command (`serve`, `workspace`,
-//! `state`, `lock`, `plugins`, `config`), each a thin layer over the library: it opens what the
-//! configuration names and prints what the state layer or the runtime answers.
+//! `state`, `lock`, `plugins`, `config`, `migrate`; `export` and `import` in `archive`), each a
+//! thin layer over the library: it opens what the configuration names and prints what the
+//! state layer or the runtime answers.
 
+mod archive;
 mod config;
 mod lock;
 mod logging;
+mod migrate;
 mod output;
 mod plugins;
 mod serve;
@@ -18,9 +21,11 @@ use stateplug::config::{Overrides, Settings};
 use stateplug::opening::{BackendWorkspaces, StateError};
 use stateplug_runtime::{Runtime, RuntimeOptions};
 
+use archive::{ExportArgs, ImportArgs};
 use config::ConfigCommand;
 use lock::LockCommand;
 pub use logging::init as init_logging;
+use migrate::MigrateArgs;
 use plugins::PluginsCommand;
 use state::StateCommand;
 use workspace::WorkspaceCommand;
@@ -87,14 +92,29 @@ pub enum Command {
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Copy workspaces from one configured backend to another (lineage and serial checked,
+    /// both sides locked, each copy read back and compared).
+    Migrate(MigrateArgs),
+    /// Write the backend's workspaces to a tar archive with a manifest of SHA-256 digests.
+    Export(ExportArgs),
+    /// Load an archive `export` wrote into the backend, under the rules of `migrate`.
+    Import(ImportArgs),
 }
 
 /// Instance slots of the runtime of a command other than `serve`: one backend's pool, and the
 /// conformance suite's racers in `plugins check`.
 const ONE_COMMAND_POOL_SIZE: u32 = 64;
 
-/// The exit code for an error: [`EXIT_LOCKED`] when a lock was in the way.
+/// The exit code for an error: [`EXIT_LOCKED`] when a lock was in the way (for `migrate` and
+/// `import`: when every refused workspace was locked by someone else).
 pub fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(refused) = error.downcast_ref::<migrate::Refused>() {
+        return if refused.all_locked {
+            EXIT_LOCKED
+        } else {
+            EXIT_ERROR
+        };
+    }
     let locked = error
         .downcast_ref::<StateError>()
         .is_some_and(StateError::is_locked)
@@ -157,6 +177,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             state::run(&open(&runtime, &load()?).await?, command, json).await
         }
         Command::Lock(command) => lock::run(&open(&runtime, &load()?).await?, command, json).await,
+        Command::Migrate(command) => migrate::run(&runtime, &overrides, command, json).await,
+        Command::Export(command) => {
+            let settings = load()?;
+            let workspaces = open(&runtime, &settings).await?;
+            archive::export(&workspaces, &settings.backend.name, command, json).await
+        }
+        Command::Import(command) => {
+            let settings = load()?;
+            let workspaces = open(&runtime, &settings).await?;
+            archive::import(&workspaces, &settings.backend.name, command, json).await
+        }
     }
 }
 

@@ -76,7 +76,7 @@ fn s3(moto: &Moto, name: &str) -> Backend {
 /// The postgres plugin on a new database of the cluster `pg`, named `name`.
 fn postgres(pg: &Postgres, name: &str, database: &str) -> Backend {
     let mut table = "plugin = \"postgres\"\n".to_string();
-    for (key, value) in pg.settings(&database) {
+    for (key, value) in pg.settings(database) {
         table.push_str(&format!("{key} = \"{value}\"\n"));
     }
     Backend {

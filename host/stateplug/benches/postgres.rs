@@ -5,8 +5,6 @@
 //!
 //! `cargo bench --bench postgres` (PostgreSQL from Debian's `postgresql`, as for the tests).
 
-use std::time::{Duration, Instant};
-
 // The tests' set-up, of which a benchmark uses a part.
 #[path = "../../../tests/all/common/mod.rs"]
 #[allow(dead_code)]
@@ -14,15 +12,13 @@ mod common;
 
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/timing.rs"]
+mod timing;
 
 use common::Server;
 use common::postgres::Postgres;
 use stateplug_runtime::{Grants, Precondition};
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
+use timing::{interleaved_medians, timed};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -112,40 +108,24 @@ async fn plugin_against_native(pg: &Postgres) {
     println!("|---|---|---|---|");
     for (label, size, rounds) in [("1 KiB", 1 << 10, 400), ("1 MiB", 1 << 20, 60)] {
         let data = vec![b'x'; size];
-        let (mut wasm_put, mut wasm_get, mut native_put, mut native_get) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // Interleaved, so drift in the server or the machine hits both sides alike.
-        for round in 0..rounds + 5 {
-            let key = format!("bench/{size}");
-            let started = Instant::now();
-            plugin
-                .write(&key, data.clone(), Precondition::None)
-                .await
-                .unwrap();
-            let put = started.elapsed();
-            let started = Instant::now();
-            assert_eq!(plugin.read(&key).await.unwrap().data.len(), size);
-            let get = started.elapsed();
-            let native_key = format!("native/{size}");
-            let started = Instant::now();
-            native.write(&native_key, &data).await;
-            let n_put = started.elapsed();
-            let started = Instant::now();
-            assert_eq!(native.read(&native_key).await.len(), size);
-            let n_get = started.elapsed();
-            if round >= 5 {
-                // The first rounds warm up connections, prepared statements and caches.
-                wasm_put.push(put);
-                wasm_get.push(get);
-                native_put.push(n_put);
-                native_get.push(n_get);
-            }
-        }
+        let (key, native_key) = (format!("bench/{size}"), format!("native/{size}"));
+        let [wasm_put, wasm_get, native_put, native_get] =
+            interleaved_medians(rounds, async || {
+                let write = plugin.write(&key, data.clone(), Precondition::None);
+                let (put, written) = timed(write).await;
+                written.unwrap();
+                let (get, read) = timed(plugin.read(&key)).await;
+                assert_eq!(read.unwrap().data.len(), size);
+                let (n_put, _) = timed(native.write(&native_key, &data)).await;
+                let (n_get, read) = timed(native.read(&native_key)).await;
+                assert_eq!(read.len(), size);
+                [put, get, n_put, n_get]
+            })
+            .await;
         for (op, wasm, native) in [
             ("write", wasm_put, native_put),
             ("read", wasm_get, native_get),
         ] {
-            let (wasm, native) = (median(wasm), median(native));
             println!(
                 "| {op} {label} | {:.3} ms | {:.3} ms | {:.2}× |",
                 wasm.as_secs_f64() * 1e3,

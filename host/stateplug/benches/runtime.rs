@@ -21,10 +21,12 @@ fn resident_bytes() -> u64 {
         * 4096
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
+// Medians (the other helpers are the comparing benches').
+#[path = "support/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+
+use timing::median;
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {

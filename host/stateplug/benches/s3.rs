@@ -11,6 +11,8 @@ use std::time::{Duration, Instant, SystemTime};
 #[path = "../../../tests/all/common/mod.rs"]
 #[allow(dead_code)]
 mod common;
+#[path = "support/timing.rs"]
+mod timing;
 
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{
@@ -20,6 +22,7 @@ use aws_sigv4::http_request::{
 use aws_sigv4::sign::v4;
 use common::moto::{self, Moto};
 use stateplug_runtime::{Grants, Precondition};
+use timing::{interleaved_medians, median, timed};
 
 const BUCKET: &str = "bench-bucket";
 
@@ -86,11 +89,6 @@ impl NativeS3 {
     }
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return; // `cargo test` builds benches too; only `cargo bench` runs this.
@@ -127,40 +125,21 @@ async fn run() {
     println!("|---|---|---|---|");
     for (label, size, rounds) in [("1 KiB", 1 << 10, 200), ("1 MiB", 1 << 20, 100)] {
         let data = vec![b'x'; size];
-        let (mut wasm_put, mut wasm_get, mut native_put, mut native_get) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        // Interleaved, so drift in moto or the machine hits both sides alike.
-        for round in 0..rounds + 5 {
-            let key = format!("bench/{size}");
-            let started = Instant::now();
-            plugin
-                .write(&key, data.clone(), Precondition::None)
-                .await
-                .unwrap();
-            let put = started.elapsed();
-            let started = Instant::now();
-            assert_eq!(plugin.read(&key).await.unwrap().data.len(), size);
-            let get = started.elapsed();
-            let native_key = format!("native/{size}");
-            let started = Instant::now();
-            native.send("PUT", &native_key, data.clone()).await;
-            let n_put = started.elapsed();
-            let started = Instant::now();
-            assert_eq!(
-                native.send("GET", &native_key, Vec::new()).await.len(),
-                size
-            );
-            let n_get = started.elapsed();
-            if round >= 5 {
-                // The first rounds warm up connections and caches on both sides.
-                wasm_put.push(put);
-                wasm_get.push(get);
-                native_put.push(n_put);
-                native_get.push(n_get);
-            }
-        }
+        let (key, native_key) = (format!("bench/{size}"), format!("native/{size}"));
+        let [wasm_put, wasm_get, native_put, native_get] =
+            interleaved_medians(rounds, async || {
+                let write = plugin.write(&key, data.clone(), Precondition::None);
+                let (put, written) = timed(write).await;
+                written.unwrap();
+                let (get, read) = timed(plugin.read(&key)).await;
+                assert_eq!(read.unwrap().data.len(), size);
+                let (n_put, _) = timed(native.send("PUT", &native_key, data.clone())).await;
+                let (n_get, read) = timed(native.send("GET", &native_key, Vec::new())).await;
+                assert_eq!(read.len(), size);
+                [put, get, n_put, n_get]
+            })
+            .await;
         for (op, wasm, native) in [("put", wasm_put, native_put), ("get", wasm_get, native_get)] {
-            let (wasm, native) = (median(wasm), median(native));
             if op == "put" {
                 let mut samples = Vec::new();
                 for _ in 0..rounds {

@@ -21,10 +21,12 @@ mod load;
 
 use load::{load, state};
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
+// Medians (the other helpers are the comparing benches').
+#[path = "support/timing.rs"]
+#[allow(dead_code)]
+mod timing;
+
+use timing::median;
 
 /// Median wall time of `terraform apply` with a changing output, per backend block.
 fn terraform_apply(terraform: &Path, backend: &str, runs: usize) -> Duration {

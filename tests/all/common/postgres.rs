@@ -84,13 +84,27 @@ pub fn installed_or_skip(test: &str) -> Option<PathBuf> {
 /// `None` (the test says it was skipped) when PostgreSQL is not installed. Each test makes its
 /// own database with [`Postgres::fresh_database`]. Stopped and removed when the process exits.
 pub fn shared() -> Option<&'static Postgres> {
-    static SHARED: OnceLock<Option<Postgres>> = OnceLock::new();
+    shared_cluster(0, Postgres::start)
+}
+
+/// The TLS cluster shared by every test of this process (see [`shared`] and
+/// [`Postgres::start_with_tls_or_skip`]).
+pub fn shared_tls() -> Option<&'static Postgres> {
+    shared_cluster(1, Postgres::start_with_tls)
+}
+
+/// The shared clusters: plain and with TLS.
+static SHARED: [OnceLock<Option<Postgres>>; 2] = [OnceLock::new(), OnceLock::new()];
+
+fn shared_cluster(which: usize, start: fn(&Path) -> Postgres) -> Option<&'static Postgres> {
     extern "C" fn stop_at_exit() {
-        if let Some(Some(postgres)) = SHARED.get() {
-            postgres.shut_down();
+        for cluster in &SHARED {
+            if let Some(Some(postgres)) = cluster.get() {
+                postgres.shut_down();
+            }
         }
     }
-    SHARED
+    SHARED[which]
         .get_or_init(|| {
             // libtest names each test's thread after the test.
             let test = std::thread::current()
@@ -98,35 +112,14 @@ pub fn shared() -> Option<&'static Postgres> {
                 .unwrap_or("a test")
                 .to_string();
             let bin = installed_or_skip(&test)?;
-            let postgres = Postgres::start(&bin);
-            // A static is never dropped: stop the server when the process exits normally
+            let postgres = start(&bin);
+            // A static is never dropped: stop the servers when the process exits normally
             // (libtest returns from main or calls `exit`); the watchdog covers the rest.
-            // SAFETY: registers a plain function; it only reads a static that is set by now.
-            unsafe { libc::atexit(stop_at_exit) };
-            Some(postgres)
-        })
-        .as_ref()
-}
-
-/// The TLS cluster shared by every test of this process (see [`shared`] and
-/// [`Postgres::start_with_tls_or_skip`]).
-pub fn shared_tls() -> Option<&'static Postgres> {
-    static SHARED: OnceLock<Option<Postgres>> = OnceLock::new();
-    extern "C" fn stop_at_exit() {
-        if let Some(Some(postgres)) = SHARED.get() {
-            postgres.shut_down();
-        }
-    }
-    SHARED
-        .get_or_init(|| {
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("a test")
-                .to_string();
-            let bin = installed_or_skip(&test)?;
-            let postgres = Postgres::start_with_tls(&bin);
-            // SAFETY: as in `shared`.
-            unsafe { libc::atexit(stop_at_exit) };
+            static AT_EXIT: std::sync::Once = std::sync::Once::new();
+            // SAFETY: registers a plain function; it only reads statics set by then.
+            AT_EXIT.call_once(|| unsafe {
+                libc::atexit(stop_at_exit);
+            });
             Some(postgres)
         })
         .as_ref()

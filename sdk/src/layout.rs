@@ -6,6 +6,10 @@
 //! - `<ws>/terraform.tfstate`: the state; its lock is the store's lock on this path;
 //! - `<ws>/history/<serial>-<unix ms>`: the last versions written (newest included);
 //! - `<ws>/lock-audit/<unix ms>.json`: who force-unlocked which lock.
+//!
+//! Objects of the object API (`/api/v1/objects/<path>`) are kept under `~objects/<path>`: `~`
+//! is not allowed in a workspace name, so nothing written as an object is ever a workspace's
+//! state, history or record, and no workspace path is ever an object.
 
 use crate::types::{Error, Result};
 
@@ -39,10 +43,19 @@ pub fn state_path(workspace: &str) -> String {
     format!("{workspace}/{STATE_FILE}")
 }
 
-/// The workspace whose state is at `path`, if `path` is a state path.
+/// The workspace whose state is at `path`, if `path` is a state path (of a valid workspace
+/// name: an object's path never is one).
 pub fn workspace_of_state(path: &str) -> Option<&str> {
     let (workspace, file) = path.split_once('/')?;
-    (file == STATE_FILE && !workspace.is_empty()).then_some(workspace)
+    (file == STATE_FILE && check_workspace(workspace).is_ok()).then_some(workspace)
+}
+
+/// Where the object API keeps its objects: every path under it is an object's.
+pub const OBJECTS_PREFIX: &str = "~objects/";
+
+/// Where the object at `path` (of the object API) is kept.
+pub fn object_path(path: &str) -> String {
+    format!("{OBJECTS_PREFIX}{path}")
 }
 
 /// The prefix under which a workspace's kept versions are listed.
@@ -95,6 +108,10 @@ mod tests {
         assert_eq!(workspace_of_state("dev/terraform.tfstate"), Some("dev"));
         assert_eq!(workspace_of_state("dev/history/1-2"), None);
         assert_eq!(workspace_of_state("/terraform.tfstate"), None);
+        // An object named like a state is not a workspace's.
+        let object = object_path("terraform.tfstate");
+        assert_eq!(object, "~objects/terraform.tfstate");
+        assert_eq!(workspace_of_state(&object), None);
         let kept = history_path("dev", 7, 1_700_000_000_000);
         assert_eq!(kept, "dev/history/000000000007-001700000000000");
         assert_eq!(

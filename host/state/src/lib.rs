@@ -9,14 +9,18 @@
 #![deny(missing_docs)]
 
 mod doc;
+mod document;
 mod error;
 mod memory;
+mod objects;
 mod store;
 mod workspaces;
 
 pub use doc::{MAX_LOCK_ID, StateDoc, check_lock_id, manages_resources};
+pub use document::Document;
 pub use error::Error;
 pub use memory::{MemoryError, MemoryStore};
+pub use objects::{MAX_PAGE, ObjectError, ObjectPage, ObjectResult, Objects};
 pub use store::{ObjectStore, Refusal, StoreError};
 pub use workspaces::{
     BrokenLock, DEFAULT_HISTORY, HistoryChange, HistoryEntry, KeptVersion, StateError,

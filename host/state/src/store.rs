@@ -88,3 +88,69 @@ pub trait ObjectStore: Send + Sync + 'static {
         path: &str,
     ) -> impl Future<Output = Result<Option<LockInfo>, Self::Error>> + Send;
 }
+
+/// A shared store is a store: what a clone of an `Arc` reaches is the same objects.
+impl<T: ObjectStore> ObjectStore for std::sync::Arc<T> {
+    type Error = T::Error;
+
+    fn read(&self, path: &str) -> impl Future<Output = Result<Object, Self::Error>> + Send {
+        (**self).read(path)
+    }
+
+    fn write(
+        &self,
+        path: &str,
+        data: Vec<u8>,
+        precondition: Precondition,
+    ) -> impl Future<Output = Result<String, Self::Error>> + Send {
+        (**self).write(path, data, precondition)
+    }
+
+    fn delete(
+        &self,
+        path: &str,
+        precondition: Precondition,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).delete(path, precondition)
+    }
+
+    fn list_all(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<String>, Self::Error>> + Send {
+        (**self).list_all(prefix)
+    }
+
+    fn lock(
+        &self,
+        path: &str,
+        info: LockInfo,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).lock(path, info)
+    }
+
+    fn unlock(&self, path: &str, id: &str) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        (**self).unlock(path, id)
+    }
+
+    fn lock_info(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<LockInfo>, Self::Error>> + Send {
+        (**self).lock_info(path)
+    }
+
+    fn list_locks(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<(String, LockInfo)>, Self::Error>> + Send {
+        (**self).list_locks(prefix)
+    }
+
+    fn force_unlock(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<LockInfo>, Self::Error>> + Send {
+        (**self).force_unlock(path)
+    }
+}

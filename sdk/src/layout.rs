@@ -7,9 +7,10 @@
 //! - `<ws>/history/<serial>-<unix ms>`: the last versions written (newest included);
 //! - `<ws>/lock-audit/<unix ms>.json`: who force-unlocked which lock.
 //!
-//! Objects of the object API (`/api/v1/objects/<path>`) are kept under `~objects/<path>`: `~`
-//! is not allowed in a workspace name, so nothing written as an object is ever a workspace's
-//! state, history or record, and no workspace path is ever an object.
+//! Objects of the object API (`/api/v1/objects/<path>`) are kept under `~objects/<path>`, and
+//! key-values under `~kv/<namespace>/` (see the state layer's `kv`): `~` is not allowed in a
+//! workspace name, so nothing written as an object or a key is ever a workspace's state,
+//! history or record, and no workspace path is ever an object or a key.
 
 use crate::types::{Error, Result};
 

@@ -3,7 +3,8 @@
 //!
 //! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
 //! - `state_properties`: the state layer's properties on the memory plugin;
-//! - `server`, `cli`, `terraform`: the `stateplug` binary as users run it;
+//! - `server`, `cli`, `terraform`, `objects` (the object API): the `stateplug` binary as users
+//!   run it;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
 //!   `vendor_kit`: the SDK template as a vendor builds it;
 //! - `fuzz_corpus`: the fuzzers' corpora replayed; `layering`: the crates' dependencies.
@@ -17,6 +18,7 @@ mod fuzz_corpus;
 mod layering;
 mod local;
 mod migrate;
+mod objects;
 mod pool;
 mod postgres;
 mod postgres_fixture;

@@ -87,7 +87,7 @@ impl<S: ObjectStore, T: Serialize + DeserializeOwned + Default> Document<S, T> {
 
 /// A short pause, longer with each failed attempt and jittered, so updaters that collided
 /// do not collide again in step.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());

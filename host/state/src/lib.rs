@@ -11,6 +11,7 @@
 mod doc;
 mod document;
 mod error;
+mod kv;
 mod memory;
 mod objects;
 mod store;
@@ -19,6 +20,10 @@ mod workspaces;
 pub use doc::{MAX_LOCK_ID, StateDoc, check_lock_id, manages_resources};
 pub use document::Document;
 pub use error::Error;
+pub use kv::{
+    Change, Expect, KV_PREFIX, KeyPage, Kv, KvError, KvResult, MAX_BATCH, MAX_NAMESPACE, MAX_TTL,
+    Value as KvValue, check_namespace,
+};
 pub use memory::{MemoryError, MemoryStore};
 pub use objects::{MAX_PAGE, ObjectError, ObjectPage, ObjectResult, Objects};
 pub use store::{ObjectStore, Refusal, StoreError};

@@ -1,13 +1,14 @@
 //! The `stateplug` command: its arguments, and one module per command (`serve`, `workspace`,
-//! `state`, `lock`, `plugins`, `config`, `migrate`; `export` and `import` in `archive`), each a
-//! thin layer over the library: it opens what the configuration names and prints what the
-//! state layer or the runtime answers.
+//! `state`, `lock`, `object`, `plugins`, `config`, `migrate`; `export` and `import` in
+//! `archive`), each a thin layer over the library: it opens what the configuration names and
+//! prints what the state layer or the runtime answers.
 
 mod archive;
 mod config;
 mod lock;
 mod logging;
 mod migrate;
+mod object;
 mod output;
 mod plugins;
 mod serve;
@@ -20,19 +21,21 @@ use clap::{Parser, Subcommand};
 use stateplug::config::{Overrides, Settings};
 use stateplug::opening::{BackendWorkspaces, StateError};
 use stateplug_runtime::{Runtime, RuntimeOptions};
+use stateplug_state::{ObjectError, Objects};
 
 use archive::{ExportArgs, ImportArgs};
 use config::ConfigCommand;
 use lock::LockCommand;
 pub use logging::init as init_logging;
 use migrate::MigrateArgs;
+use object::ObjectCommand;
 use plugins::PluginsCommand;
 use state::StateCommand;
 use workspace::WorkspaceCommand;
 
 /// Exit code for any failure.
 pub const EXIT_ERROR: u8 = 1;
-/// Exit code when the workspace is locked by someone else (scripts may wait and retry).
+/// Exit code when the workspace or object is locked by someone else (scripts may wait and retry).
 pub const EXIT_LOCKED: u8 = 3;
 
 /// Infrastructure state backends as sandboxed WebAssembly plugins.
@@ -86,6 +89,9 @@ pub enum Command {
     /// Workspace locks.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// Objects at paths (the object API's key space, apart from the workspaces).
+    #[command(subcommand)]
+    Object(ObjectCommand),
     /// Plugins: built-ins and .wasm files.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -121,6 +127,13 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
         || matches!(
             error.downcast_ref::<stateplug_runtime::Error>(),
             Some(stateplug_runtime::Error::Locked { .. })
+        )
+        || matches!(
+            error.downcast_ref::<ObjectError<stateplug_runtime::Error>>(),
+            Some(
+                ObjectError::Locked { .. }
+                    | ObjectError::Store(stateplug_runtime::Error::Locked { .. })
+            )
         );
     if locked { EXIT_LOCKED } else { EXIT_ERROR }
 }
@@ -177,6 +190,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             state::run(&open(&runtime, &load()?).await?, command, json).await
         }
         Command::Lock(command) => lock::run(&open(&runtime, &load()?).await?, command, json).await,
+        Command::Object(command) => {
+            let objects = Objects::new(load()?.backend.open(&runtime).await?);
+            object::run(&objects, command, json).await
+        }
         Command::Migrate(command) => migrate::run(&runtime, &overrides, command, json).await,
         Command::Export(command) => {
             let settings = load()?;

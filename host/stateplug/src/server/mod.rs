@@ -5,16 +5,20 @@
 //! goes through the state layer, so Terraform's own rules (lineage, serial) and our locks are
 //! enforced server side. The JSON API: `GET /api/workspaces`, `GET /api/locks`,
 //! `GET /api/workspaces/<workspace>/history`, `GET /api/workspaces/<workspace>/broken-locks`.
+//! The object API, a key space of its own: `/api/v1/objects/<path>` (GET, HEAD, PUT, DELETE,
+//! LOCK, UNLOCK, with `ETag` and `If-Match` / `If-None-Match`) and the listing
+//! `GET /api/v1/objects?prefix=&cursor=&limit=`.
 
 //!
 //! The files, in the order a request meets them: `router.rs` (routes, request ids, the body
 //! limit), `auth.rs` (Basic auth), `body.rs` (size and integrity), `protocol.rs` (Terraform's
-//! protocol) and `api.rs` (the JSON API), which call the state layer; `respond.rs` turns its
-//! errors into statuses.
+//! protocol), `api.rs` (the JSON API) and `objects.rs` (the object API), which call the state
+//! layer; `respond.rs` turns its errors into statuses.
 
 mod api;
 mod auth;
 mod body;
+mod objects;
 mod protocol;
 mod respond;
 mod router;

@@ -3,7 +3,9 @@
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stateplug_runtime::Error;
+use stateplug_state::ObjectError;
 
+use super::objects::ObjectFailure;
 use crate::opening::StateError;
 
 pub(super) fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -28,23 +30,49 @@ pub(super) fn error_response(error: StateError) -> Response {
         StateError::Locked { holder, .. } => return json(StatusCode::LOCKED, holder),
         StateError::Rejected { .. } | StateError::NotLocked { .. } => StatusCode::CONFLICT,
         StateError::Invalid(_) => StatusCode::BAD_REQUEST,
-        StateError::Store(e) => match e {
-            Error::Locked { holder, .. } => return json(StatusCode::LOCKED, holder),
-            Error::PreconditionFailed { .. } => StatusCode::CONFLICT,
-            Error::InvalidPath(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Timeout { .. } | Error::Unavailable { .. } | Error::Crashed { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            // The storage behind the plugin refused it: the gateway's upstream said no.
-            Error::Denied { .. } => StatusCode::BAD_GATEWAY,
-            Error::InvalidConfig { .. }
-            | Error::Plugin { .. }
-            | Error::Load { .. }
-            | Error::Grant { .. }
-            | Error::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        },
+        StateError::Store(Error::Locked { holder, .. }) => return json(StatusCode::LOCKED, holder),
+        StateError::Store(e) => store_status(e),
     };
+    logged_text(status, &error)
+}
+
+/// The HTTP answer for an object API error: 412 when a precondition does not hold, 423 with
+/// the holder's LockInfo JSON when a lock is in the way.
+pub(super) fn object_error_response(error: ObjectFailure) -> Response {
+    let status = match &error {
+        ObjectError::Locked { holder, .. } => return json(StatusCode::LOCKED, holder),
+        ObjectError::Store(Error::Locked { holder, .. }) => return json(StatusCode::LOCKED, holder),
+        ObjectError::PreconditionFailed { .. }
+        | ObjectError::Store(Error::PreconditionFailed { .. }) => StatusCode::PRECONDITION_FAILED,
+        ObjectError::NotLocked { .. } => StatusCode::CONFLICT,
+        ObjectError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ObjectError::Store(e) => store_status(e),
+    };
+    logged_text(status, &error)
+}
+
+/// The status of a store's failure (a lock in the way is answered before this).
+fn store_status(error: &Error) -> StatusCode {
+    match error {
+        Error::Locked { .. } => StatusCode::LOCKED,
+        Error::PreconditionFailed { .. } => StatusCode::CONFLICT,
+        Error::InvalidPath(_) => StatusCode::BAD_REQUEST,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Timeout { .. } | Error::Unavailable { .. } | Error::Crashed { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        // The storage behind the plugin refused it: the gateway's upstream said no.
+        Error::Denied { .. } => StatusCode::BAD_GATEWAY,
+        Error::InvalidConfig { .. }
+        | Error::Plugin { .. }
+        | Error::Load { .. }
+        | Error::Grant { .. }
+        | Error::Host(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The error as plain text; a server error is logged too.
+fn logged_text(status: StatusCode, error: &dyn std::fmt::Display) -> Response {
     if status.is_server_error() {
         tracing::error!("{error}");
     }

@@ -13,7 +13,7 @@ use axum::routing::{any, get};
 use tracing::Instrument;
 
 use super::respond::text;
-use super::{AppState, api, auth, body, protocol};
+use super::{AppState, api, auth, body, objects, protocol};
 
 /// The router: Terraform's protocol, the JSON API, auth, request ids and the body limit.
 pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
@@ -27,6 +27,9 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
             "/api/workspaces/{workspace}/broken-locks",
             get(api::broken_locks),
         )
+        .route("/api/v1/objects", any(objects::listing))
+        .route("/api/v1/objects/", any(objects::missing_path))
+        .route("/api/v1/objects/{*path}", any(objects::object_request))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -65,6 +68,7 @@ async fn missing_workspace() -> Response {
 async fn not_found() -> Response {
     text(
         StatusCode::NOT_FOUND,
-        "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at /api/workspaces and /api/locks",
+        "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at \
+         /api/workspaces and /api/locks; objects at /api/v1/objects/<path>",
     )
 }

@@ -3,8 +3,8 @@
 //!
 //! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
 //! - `state_properties`: the state layer's properties on the memory plugin;
-//! - `server`, `cli`, `terraform`, `objects` (the object API): the `stateplug` binary as users
-//!   run it;
+//! - `server`, `cli`, `terraform`, `objects` (the object API), `kv` (the key-value API): the
+//!   `stateplug` binary as users run it;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
 //!   `vendor_kit`: the SDK template as a vendor builds it;
 //! - `fuzz_corpus`: the fuzzers' corpora replayed; `layering`: the crates' dependencies.
@@ -14,7 +14,9 @@ mod common;
 mod cli;
 mod conformance;
 mod crash;
+mod documents;
 mod fuzz_corpus;
+mod kv;
 mod layering;
 mod local;
 mod migrate;

@@ -13,14 +13,16 @@
 //! compare-and-swap makes all of its changes visible at once, or none (another writer's
 //! commit in between makes it check its preconditions again on the new manifest). A crash
 //! before the commit leaves only unnamed value objects, which [`Kv::sweep`] removes once
-//! they are older than any call could be. An expired key reads as absent and is not listed;
+//! they are older than any call could be. A change that changes nothing writes nothing (a
+//! sweep of a namespace with nothing expired reads only), and an emptied namespace's
+//! manifest is deleted. An expired key reads as absent and is not listed;
 //! the sweep takes it out of the manifest.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use stateplug_sdk::{Precondition, path};
+use stateplug_sdk::{Object, Precondition, path};
 
 use crate::store::{ObjectStore, Refusal, StoreError};
 
@@ -308,7 +310,8 @@ impl<S: ObjectStore> Kv<S> {
     }
 
     /// Applies `changes` if every one of `expect` holds, all or nothing; returns each changed
-    /// key's new version (`None` for a deleted key). A failed expectation is
+    /// key's new version (`None` for a deleted key). At most [`MAX_BATCH`] distinct keys in
+    /// all. A failed expectation is
     /// [`KvError::Conflict`] naming the first that failed.
     pub async fn transaction(
         &self,
@@ -317,7 +320,12 @@ impl<S: ObjectStore> Kv<S> {
         changes: Vec<Change>,
     ) -> KvResult<BTreeMap<String, Option<String>>, S> {
         check_namespace(namespace)?;
-        check_count(expect.len().max(changes.len()))?;
+        let named: std::collections::BTreeSet<&str> = expect
+            .iter()
+            .map(expected_key)
+            .chain(changes.iter().map(Change::key))
+            .collect();
+        check_count(named.len())?;
         for key in expect
             .iter()
             .map(expected_key)
@@ -486,7 +494,8 @@ impl<S: ObjectStore> Kv<S> {
     }
 
     /// Applies `change` to the namespace's current manifest and commits it by compare-and-swap,
-    /// again on the newer manifest when another writer committed first.
+    /// again on the newer manifest when another writer committed first. A change that changes
+    /// nothing writes nothing; one that leaves the namespace empty deletes its manifest.
     async fn commit<R>(
         &self,
         namespace: &str,
@@ -494,15 +503,28 @@ impl<S: ObjectStore> Kv<S> {
     ) -> KvResult<R, S> {
         let path = manifest_path(namespace);
         for attempt in 0..ATTEMPTS {
-            let (mut manifest, version) = self.manifest(namespace).await?;
+            let (mut manifest, stored) = self.manifest(namespace).await?;
             let result = change(&mut manifest, now_ms())?;
             let data = serde_json::to_vec(&manifest).unwrap_or_default();
-            let precondition = match version {
-                Some(version) => Precondition::VersionIs(version),
-                None => Precondition::Absent,
+            let written = match stored {
+                None if manifest.keys.is_empty() => return Ok(result),
+                Some(stored) if stored.data == data => return Ok(result),
+                None => self
+                    .store
+                    .write(&path, data, Precondition::Absent)
+                    .await
+                    .map(drop),
+                Some(stored) if manifest.keys.is_empty() => {
+                    let precondition = Precondition::VersionIs(stored.version);
+                    self.store.delete(&path, precondition).await
+                }
+                Some(stored) => {
+                    let precondition = Precondition::VersionIs(stored.version);
+                    self.store.write(&path, data, precondition).await.map(drop)
+                }
             };
-            match self.store.write(&path, data, precondition).await {
-                Ok(_) => return Ok(result),
+            match written {
+                Ok(()) => return Ok(result),
                 Err(e) if e.refusal() == Refusal::PreconditionFailed => {
                     tokio::time::sleep(crate::document::backoff(attempt)).await;
                 }
@@ -512,8 +534,9 @@ impl<S: ObjectStore> Kv<S> {
         Err(KvError::Contended(namespace.to_string()))
     }
 
-    /// The namespace's manifest and its version (`None` before its first write).
-    async fn manifest(&self, namespace: &str) -> KvResult<(Manifest, Option<String>), S> {
+    /// The namespace's manifest, and the stored object it was read from (`None` before its
+    /// first write and after it was emptied).
+    async fn manifest(&self, namespace: &str) -> KvResult<(Manifest, Option<Object>), S> {
         match self.store.read(&manifest_path(namespace)).await {
             Ok(object) => {
                 let manifest =
@@ -521,7 +544,7 @@ impl<S: ObjectStore> Kv<S> {
                         namespace: namespace.to_string(),
                         reason: e.to_string(),
                     })?;
-                Ok((manifest, Some(object.version)))
+                Ok((manifest, Some(object)))
             }
             Err(e) if e.refusal() == Refusal::NotFound => Ok((Manifest::default(), None)),
             Err(e) => Err(KvError::Store(e)),
@@ -807,9 +830,19 @@ mod tests {
         assert_eq!(read["a"].as_ref().unwrap().data, b"1");
         assert!(read["b"].as_ref().unwrap().expires.is_some());
         assert_eq!(read["c"], None);
+        // A sweep with nothing expired reads only: the manifest keeps its version.
+        let manifest = || kv.store.read(&manifest_path("ns"));
+        let before = manifest().await.unwrap().version;
+        assert_eq!(kv.sweep("ns").await.unwrap(), 0);
+        assert_eq!(manifest().await.unwrap().version, before);
+        assert_eq!(kv.namespaces().await.unwrap(), ["ns"]);
         kv.clear("ns").await.unwrap();
         assert!(kv.list("ns", "*", None).await.unwrap().keys.is_empty());
         assert_eq!(values_in(&kv, "ns"), 0);
+        assert!(
+            kv.namespaces().await.unwrap().is_empty(),
+            "a cleared namespace is gone"
+        );
         let too_many: Vec<String> = (0..=MAX_BATCH).map(|i| i.to_string()).collect();
         let refused = kv.batch_get("ns", &too_many).await;
         assert!(

@@ -1,10 +1,11 @@
 //! The `stateplug` command: its arguments, and one module per command (`serve`, `workspace`,
-//! `state`, `lock`, `object`, `plugins`, `config`, `migrate`; `export` and `import` in
+//! `state`, `lock`, `object`, `kv`, `plugins`, `config`, `migrate`; `export` and `import` in
 //! `archive`), each a thin layer over the library: it opens what the configuration names and
 //! prints what the state layer or the runtime answers.
 
 mod archive;
 mod config;
+mod kv;
 mod lock;
 mod logging;
 mod migrate;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Objects at paths (the object API's key space, apart from the workspaces).
     #[command(subcommand)]
     Object(ObjectCommand),
+    /// Key-values in namespaces, with TTLs (the key-value API's key space).
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
     /// Plugins: built-ins and .wasm files.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -193,6 +197,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Command::Object(command) => {
             let objects = Objects::new(load()?.backend.open(&runtime).await?);
             object::run(&objects, command, json).await
+        }
+        Command::Kv(command) => {
+            let kv = stateplug_state::Kv::new(load()?.backend.open(&runtime).await?);
+            kv::run(&kv, command, json).await
         }
         Command::Migrate(command) => migrate::run(&runtime, &overrides, command, json).await,
         Command::Export(command) => {

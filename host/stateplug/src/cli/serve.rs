@@ -1,4 +1,5 @@
-//! `stateplug serve`: Terraform's http backend on the configured backend.
+//! `stateplug serve`: Terraform's http backend on the configured backend (and the object and
+//! key-value APIs, with the sweep of expired key-values running beside them).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -33,6 +34,11 @@ pub(super) async fn run(runtime: &Runtime, config: Settings) -> anyhow::Result<(
             PluginRef::File(path) => path.display().to_string(),
         }
     );
+    // Expired key-values are deleted in the background; a failed sweep is logged, never fatal.
+    tokio::spawn(server::sweep_key_values(
+        shared.workspaces.store().clone(),
+        config.server.kv_sweep_interval,
+    ));
     let app = server::router(shared, config.server.body_limit);
     server::serve(listener, app, shutdown_signal()).await?;
     eprintln!("stopped");

@@ -23,6 +23,7 @@ pub(super) struct FileConfig {
 pub(super) struct ServerFile {
     pub(super) listen: Option<String>,
     pub(super) body_limit: Option<toml::Value>,
+    pub(super) kv_sweep_interval: Option<toml::Value>,
     #[serde(default)]
     pub(super) users: BTreeMap<String, UserFile>,
 }

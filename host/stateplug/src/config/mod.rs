@@ -20,6 +20,7 @@
 //! [server]
 //! listen = "127.0.0.1:8080"
 //! body_limit = "256MiB"
+//! kv_sweep_interval = "30s"   # how often expired key-values are deleted
 //! [server.users]
 //! ci = { password_env = "STATEPLUG_CI_PASSWORD" }
 //! ```
@@ -32,6 +33,7 @@ mod values;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Serialize;
 use stateplug_runtime::Grants;
@@ -64,6 +66,8 @@ pub(crate) const DEFAULT_PLUGIN_DIR: &str = "./.stateplug/plugins";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default cap on a request body.
 pub const DEFAULT_BODY_LIMIT: usize = 256 << 20;
+/// Default time between two sweeps of expired key-values by `serve`.
+pub const DEFAULT_KV_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Backend keys that configure the host rather than the plugin.
 pub(crate) const HOST_KEYS: &[&str] = &[
@@ -117,6 +121,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Time between two sweeps of expired key-values (`kv_sweep_interval`).
+    pub kv_sweep_interval: Duration,
     /// Basic-auth users and their passwords; empty means no authentication.
     pub users: BTreeMap<String, String>,
 }

@@ -12,9 +12,9 @@ use super::values::{
     endpoint_grants, parse_allow_hosts, parse_dirs, parse_duration, parse_size, value_text,
 };
 use super::{
-    BackendSettings, DEFAULT_BODY_LIMIT, DEFAULT_LISTEN, DEFAULT_PLUGIN_DIR, Error, HOST_KEYS,
-    IMPLICIT_BACKEND, IMPLICIT_DIR, Overrides, PluginRef, Result, ServerSettings, Settings,
-    invalid,
+    BackendSettings, DEFAULT_BODY_LIMIT, DEFAULT_KV_SWEEP_INTERVAL, DEFAULT_LISTEN,
+    DEFAULT_PLUGIN_DIR, Error, HOST_KEYS, IMPLICIT_BACKEND, IMPLICIT_DIR, Overrides, PluginRef,
+    Result, ServerSettings, Settings, invalid,
 };
 
 impl Settings {
@@ -287,6 +287,16 @@ fn resolve_server(
         Some(value) => parse_size("server.body_limit", value)?,
         None => DEFAULT_BODY_LIMIT,
     };
+    let kv_sweep_interval = match &file.kv_sweep_interval {
+        Some(value) => parse_duration("server.kv_sweep_interval", value)?,
+        None => DEFAULT_KV_SWEEP_INTERVAL,
+    };
+    if kv_sweep_interval.is_zero() {
+        return Err(invalid(
+            "`server.kv_sweep_interval` = `0s`: give the time between two sweeps of expired \
+             key-values, like 30s (the default)",
+        ));
+    }
     let mut users = BTreeMap::new();
     for (user, source) in &file.users {
         let password = match (&source.password, &source.password_env) {
@@ -310,6 +320,7 @@ fn resolve_server(
     Ok(ServerSettings {
         listen,
         body_limit,
+        kv_sweep_interval,
         users,
     })
 }
@@ -398,6 +409,14 @@ mod tests {
                 "only one directory can be seen as /data",
             ),
             ("[server]\nlisten = \"localhost\"\n", "is not HOST:PORT"),
+            (
+                "[server]\nkv_sweep_interval = \"often\"\n",
+                "`server.kv_sweep_interval` = `often` is not a duration",
+            ),
+            (
+                "[server]\nkv_sweep_interval = \"0s\"\n",
+                "kv_sweep_interval` = `0s`",
+            ),
             (
                 "[server.users.ci]\npassword_env = \"NOPE\"\n",
                 "NOPE named by `password_env` is not set",

@@ -8,16 +8,20 @@
 //! The object API, a key space of its own: `/api/v1/objects/<path>` (GET, HEAD, PUT, DELETE,
 //! LOCK, UNLOCK, with `ETag` and `If-Match` / `If-None-Match`) and the listing
 //! `GET /api/v1/objects?prefix=&cursor=&limit=`.
+//! The key-value API, another: `/api/v1/kv/<namespace>/<key>` (GET, HEAD, PUT and PATCH with
+//! `?ttl=`, DELETE) and `/api/v1/kv/<namespace>` (GET lists by glob, DELETE clears, POST
+//! `?op=batch-get|batch-set|transaction`); `serve` sweeps expired keys in the background.
 
 //!
 //! The files, in the order a request meets them: `router.rs` (routes, request ids, the body
 //! limit), `auth.rs` (Basic auth), `body.rs` (size and integrity), `protocol.rs` (Terraform's
-//! protocol), `api.rs` (the JSON API) and `objects.rs` (the object API), which call the state
-//! layer; `respond.rs` turns its errors into statuses.
+//! protocol), `api.rs` (the JSON API), `objects.rs` (the object API) and `kv.rs` (the
+//! key-value API), which call the state layer; `respond.rs` turns its errors into statuses.
 
 mod api;
 mod auth;
 mod body;
+mod kv;
 mod objects;
 mod protocol;
 mod respond;
@@ -31,6 +35,7 @@ use tokio::net::TcpListener;
 
 use crate::opening::BackendWorkspaces;
 
+pub use kv::sweep_key_values;
 pub use router::router;
 
 /// What the handlers share.

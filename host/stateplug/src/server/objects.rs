@@ -48,7 +48,10 @@ pub(super) async fn listing(
         Ok(parsed) => parsed,
         Err(reason) => return text(StatusCode::BAD_REQUEST, reason),
     };
-    match objects(&shared).list(&prefix, cursor.as_deref(), limit).await {
+    match objects(&shared)
+        .list(&prefix, cursor.as_deref(), limit)
+        .await
+    {
         Ok(page) => json(StatusCode::OK, &page),
         Err(e) => object_error_response(e),
     }
@@ -73,7 +76,9 @@ fn listing_query(query: &[(String, String)]) -> Result<(String, Option<String>, 
             }
         };
         if slot.replace(value.clone()).is_some() {
-            return Err(format!("the query parameter `{key}` is given twice: give it once"));
+            return Err(format!(
+                "the query parameter `{key}` is given twice: give it once"
+            ));
         }
     }
     let limit = match limit {
@@ -229,7 +234,8 @@ async fn get(
         && !tags.matches(&object.version, Compare::Strong)
     {
         return Err(Failure::NotMet(format!(
-            "object `{path}` is at version {}, which If-Match does not name",
+            "object `{path}` is at ETag {}, which If-Match does not name; GET it without \
+             If-Match for what it holds now",
             etag(&object.version)
         )));
     }
@@ -274,10 +280,18 @@ async fn put(
         }
         (None, if_match) => version_precondition(objects, path, if_match).await?,
     };
-    let version = objects
-        .put(path, body.to_vec(), precondition, lock_id)
-        .await?;
-    Ok((StatusCode::OK, [(header::ETAG, etag_header(&version))]).into_response())
+    match objects
+        .put(path, body.to_vec(), precondition.clone(), lock_id)
+        .await
+    {
+        Ok(version) => {
+            Ok((StatusCode::OK, [(header::ETAG, etag_header(&version))]).into_response())
+        }
+        Err(ObjectError::PreconditionFailed { .. }) => {
+            Err(not_met(objects, path, &precondition).await)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn delete(
@@ -293,8 +307,39 @@ async fn delete(
     }
     let if_match = conditions(headers, header::IF_MATCH)?;
     let precondition = version_precondition(objects, path, if_match).await?;
-    objects.delete(path, precondition, lock_id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    match objects.delete(path, precondition.clone(), lock_id).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(ObjectError::PreconditionFailed { .. }) => {
+            Err(not_met(objects, path, &precondition).await)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Why `precondition` did not hold, from what is at `path` now (read after the refusal, so
+/// it may have changed again: it is only said, never acted on).
+async fn not_met(objects: &Objects<Backend>, path: &str, precondition: &Precondition) -> Failure {
+    let current = match objects.get(path).await {
+        Ok(current) => current,
+        Err(e) => return e.into(),
+    };
+    Failure::NotMet(match (precondition, current) {
+        (Precondition::Absent, Some(current)) => format!(
+            "object `{path}` exists (ETag {}), and If-None-Match: * creates only; nothing was \
+             changed (to replace it, send If-Match with its ETag)",
+            etag(&current.version)
+        ),
+        (Precondition::Absent, None) => format!(
+            "object `{path}` was not created: another object was there when it was written \
+             (it is gone now); retry"
+        ),
+        (_, None) => absent_for_if_match(path),
+        (_, Some(current)) => format!(
+            "object `{path}` was not changed: it is at ETag {}, not the version If-Match \
+             names; GET it again and retry",
+            etag(&current.version)
+        ),
+    })
 }
 
 /// The precondition of a write or delete under `If-Match`. One strong tag is the version
@@ -324,8 +369,8 @@ async fn version_precondition(
     };
     if !tags.matches(&current.version, Compare::Strong) {
         return Err(Failure::NotMet(format!(
-            "object `{path}` was not changed: it is at version {}, which If-Match does not \
-             name (If-Match compares strongly: `W/` tags never match); GET it again and retry",
+            "object `{path}` was not changed: it is at ETag {}, which If-Match does not name \
+             (If-Match compares strongly: `W/` tags never match); GET it again and retry",
             etag(&current.version)
         )));
     }
@@ -570,7 +615,11 @@ mod tests {
         let weak = parse_conditions("W/\"5\"").unwrap();
         assert!(weak.matches("5", Compare::Weak));
         assert!(!weak.matches("5", Compare::Strong));
-        assert!(!parse_conditions("\"5%\"").unwrap().matches("5%", Compare::Weak));
+        assert!(
+            !parse_conditions("\"5%\"")
+                .unwrap()
+                .matches("5%", Compare::Weak)
+        );
     }
 
     #[test]

@@ -41,12 +41,29 @@ pub(super) fn error_response(error: StateError) -> Response {
 pub(super) fn object_error_response(error: ObjectFailure) -> Response {
     let status = match &error {
         ObjectError::Locked { holder, .. } => return json(StatusCode::LOCKED, holder),
-        ObjectError::Store(Error::Locked { holder, .. }) => return json(StatusCode::LOCKED, holder),
+        ObjectError::Store(Error::Locked { holder, .. }) => {
+            return json(StatusCode::LOCKED, holder);
+        }
         ObjectError::PreconditionFailed { .. }
         | ObjectError::Store(Error::PreconditionFailed { .. }) => StatusCode::PRECONDITION_FAILED,
         ObjectError::NotLocked { .. } => StatusCode::CONFLICT,
         ObjectError::Invalid(_) => StatusCode::BAD_REQUEST,
         ObjectError::Store(e) => store_status(e),
+    };
+    logged_text(status, &error)
+}
+
+/// The HTTP answer for a key-value API error: 409 when a transaction's precondition does not
+/// hold, 413 for more keys than one request may name, 503 when the namespace kept changing.
+pub(super) fn kv_error_response(error: super::kv::KvFailure) -> Response {
+    use stateplug_state::KvError;
+    let status = match &error {
+        KvError::Invalid(_) => StatusCode::BAD_REQUEST,
+        KvError::TooMany { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        KvError::Conflict { .. } => StatusCode::CONFLICT,
+        KvError::Contended(_) => StatusCode::SERVICE_UNAVAILABLE,
+        KvError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        KvError::Store(e) => store_status(e),
     };
     logged_text(status, &error)
 }

@@ -13,7 +13,7 @@ use axum::routing::{any, get};
 use tracing::Instrument;
 
 use super::respond::text;
-use super::{AppState, api, auth, body, objects, protocol};
+use super::{AppState, api, auth, body, kv, objects, protocol};
 
 /// The router: Terraform's protocol, the JSON API, auth, request ids and the body limit.
 pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
@@ -30,6 +30,11 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/objects", any(objects::listing))
         .route("/api/v1/objects/", any(objects::missing_path))
         .route("/api/v1/objects/{*path}", any(objects::object_request))
+        .route("/api/v1/kv", any(kv::missing_namespace))
+        .route("/api/v1/kv/", any(kv::missing_namespace))
+        .route("/api/v1/kv/{namespace}", any(kv::namespace_request))
+        .route("/api/v1/kv/{namespace}/", any(kv::missing_key))
+        .route("/api/v1/kv/{namespace}/{*key}", any(kv::key_request))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -69,6 +74,7 @@ async fn not_found() -> Response {
     text(
         StatusCode::NOT_FOUND,
         "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at \
-         /api/workspaces and /api/locks; objects at /api/v1/objects/<path>",
+         /api/workspaces and /api/locks; objects at /api/v1/objects/<path>; key-values at \
+         /api/v1/kv/<namespace>/<key>",
     )
 }

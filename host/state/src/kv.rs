@@ -831,10 +831,10 @@ mod tests {
         assert!(read["b"].as_ref().unwrap().expires.is_some());
         assert_eq!(read["c"], None);
         // A sweep with nothing expired reads only: the manifest keeps its version.
-        let manifest = || kv.store.read(&manifest_path("ns"));
-        let before = manifest().await.unwrap().version;
+        let path = manifest_path("ns");
+        let before = kv.store.read(&path).await.unwrap().version;
         assert_eq!(kv.sweep("ns").await.unwrap(), 0);
-        assert_eq!(manifest().await.unwrap().version, before);
+        assert_eq!(kv.store.read(&path).await.unwrap().version, before);
         assert_eq!(kv.namespaces().await.unwrap(), ["ns"]);
         kv.clear("ns").await.unwrap();
         assert!(kv.list("ns", "*", None).await.unwrap().keys.is_empty());

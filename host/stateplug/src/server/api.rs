@@ -1,10 +1,11 @@
-//! The JSON API for tools: workspaces, locks, history and force-unlock records.
+//! The JSON API for tools: workspaces, locks, history and force-unlock records, and the
+//! OpenAPI document of every `/api/` route.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::Response;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::respond::{error_response, json};
@@ -44,4 +45,12 @@ pub(super) async fn broken_locks(
     Path(workspace): Path<String>,
 ) -> Response {
     json_or_error(shared.workspaces.broken_locks(&workspace).await)
+}
+
+/// The OpenAPI 3.1 document of the `/api/` routes, kept hand-written beside this file.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// `GET /api/v1/openapi.json`: the document, byte for byte as it is in the repository.
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }

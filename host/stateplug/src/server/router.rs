@@ -27,6 +27,7 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
             "/api/workspaces/{workspace}/broken-locks",
             get(api::broken_locks),
         )
+        .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/objects", any(objects::listing))
         .route("/api/v1/objects/", any(objects::missing_path))
         .route("/api/v1/objects/{*path}", any(objects::object_request))

@@ -1,28 +1,7 @@
 //! The `stateplug` binary on its embedded default: what a user types, what they see.
 
 use crate::common;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn stateplug(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("stateplug runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::common::cli::{stateplug, stderr};
 
 #[test]
 fn plugins_list_describes_the_builtins() {

@@ -11,34 +11,9 @@ use std::time::SystemTime;
 use serde_json::{Value, json};
 
 use crate::common::Server;
+use crate::common::cli::{stateplug, stderr, succeeds};
 use crate::common::moto::{self, Moto};
 use crate::common::postgres::Postgres;
-
-fn stateplug(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stateplug runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-#[track_caller]
-fn succeeds(output: Output) -> Output {
-    assert!(output.status.success(), "{}", stderr(&output));
-    output
-}
 
 /// A backend of a test's configuration: its `[backends.NAME]` table, and the directory of a
 /// local one.

@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::Server;
+use crate::common::cli::{fails, ok, stateplug};
 use crate::common::moto::{self, Moto};
 
 const USER: &str = "ci";
@@ -1021,41 +1021,6 @@ async fn listings_come_in_pages_of_at_most_a_thousand() {
 }
 
 // ---- `stateplug object` ----
-
-fn stateplug(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("stateplug runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-/// stdout of a command that must succeed.
-fn ok(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> String {
-    let out = stateplug(dir, args, stdin);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Exit code and stderr of a command that must fail.
-fn fails(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> (i32, String) {
-    let out = stateplug(dir, args, stdin);
-    assert!(!out.status.success(), "{args:?} succeeded");
-    let code = out.status.code().unwrap();
-    (code, String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
 /// `stateplug object` on the default local backend, then the same objects through `serve` on
 /// that directory, and the CLI beside a running server.

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use stateplug_runtime::{DirGrant, Grants, Plugin, Runtime};
 
+pub mod cli;
 pub mod http_target;
 pub mod moto;
 pub mod postgres;

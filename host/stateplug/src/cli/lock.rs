@@ -68,19 +68,7 @@ pub(super) async fn run(
             ttl,
             info,
         } => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let lock = LockInfo {
-                id: uuid::Uuid::new_v4().to_string(),
-                operation: "OperationTypeStateplugLock".into(),
-                info,
-                who: who.unwrap_or_else(whoami),
-                version: env!("CARGO_PKG_VERSION").into(),
-                created: LockInfo::now_rfc3339(),
-                path: workspace.clone(),
-                expires: ttl.map(|ttl| (now + ttl).as_millis() as u64),
-            };
+            let lock = new_lock(&workspace, who, ttl, info);
             let lock = workspaces.lock(&workspace, lock).await?;
             if json {
                 return print_json(&lock);
@@ -106,5 +94,28 @@ pub(super) async fn run(
             }
             Ok(())
         }
+    }
+}
+
+/// A lock taken from the command line on `path`: a fresh id, the user (or `who`), and an
+/// expiry `ttl` from now when given.
+pub(super) fn new_lock(
+    path: &str,
+    who: Option<String>,
+    ttl: Option<std::time::Duration>,
+    info: String,
+) -> LockInfo {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    LockInfo {
+        id: uuid::Uuid::new_v4().to_string(),
+        operation: "OperationTypeStateplugLock".into(),
+        info,
+        who: who.unwrap_or_else(whoami),
+        version: env!("CARGO_PKG_VERSION").into(),
+        created: LockInfo::now_rfc3339(),
+        path: path.to_string(),
+        expires: ttl.map(|ttl| (now + ttl).as_millis() as u64),
     }
 }

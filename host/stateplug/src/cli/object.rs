@@ -3,15 +3,16 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::Subcommand;
 use stateplug_runtime::Backend;
-use stateplug_sdk::{LockInfo, Precondition};
+use stateplug_sdk::Precondition;
 use stateplug_state::{MAX_PAGE, Objects};
 
-use super::output::{print_json, read_input, whoami};
+use super::lock::new_lock;
+use super::output::{print_json, read_input};
 
 #[derive(Subcommand, Debug)]
 pub enum ObjectCommand {
@@ -142,19 +143,7 @@ pub(super) async fn run(
             ttl,
             info,
         } => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let lock = LockInfo {
-                id: uuid::Uuid::new_v4().to_string(),
-                operation: "OperationTypeStateplugLock".into(),
-                info,
-                who: who.unwrap_or_else(whoami),
-                version: env!("CARGO_PKG_VERSION").into(),
-                created: LockInfo::now_rfc3339(),
-                path: path.clone(),
-                expires: ttl.map(|ttl| (now + ttl).as_millis() as u64),
-            };
+            let lock = new_lock(&path, who, ttl, info);
             let lock = objects.lock(&path, lock).await?;
             if json {
                 return print_json(&lock);

@@ -16,11 +16,10 @@ use base64::Engine as _;
 use serde::Deserialize;
 use stateplug_runtime::Backend;
 use stateplug_state::{Change, Expect, Kv, KvError, MAX_BATCH, MAX_TTL, check_namespace};
-use tracing::Instrument;
 
 use super::AppState;
 use super::body::verify_content_md5;
-use super::respond::{json, kv_error_response, text};
+use super::respond::{finish, json, kv_error_response, text};
 
 /// A key-value operation's failure over a plugin backend.
 pub(super) type KvFailure = KvError<stateplug_runtime::Error>;
@@ -145,22 +144,6 @@ pub(super) async fn namespace_request(
         result.unwrap_or_else(Failure::into_response)
     };
     finish(read, work).await
-}
-
-/// Runs a request's work; a change runs in its own task, so a client that disconnects
-/// cannot cut it short.
-async fn finish(read: bool, work: impl Future<Output = Response> + Send + 'static) -> Response {
-    if read {
-        return work.await;
-    }
-    tokio::spawn(work.in_current_span())
-        .await
-        .unwrap_or_else(|e| {
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the request failed: {e}"),
-            )
-        })
 }
 
 /// Why a key-value request failed.

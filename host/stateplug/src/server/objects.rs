@@ -14,11 +14,10 @@ use axum::response::{IntoResponse, Response};
 use stateplug_runtime::Backend;
 use stateplug_sdk::{LockInfo, Precondition};
 use stateplug_state::{MAX_PAGE, ObjectError, Objects};
-use tracing::Instrument;
 
 use super::AppState;
 use super::body::verify_content_md5;
-use super::respond::{json, object_error_response, text};
+use super::respond::{finish, json, object_error_response, text};
 
 /// The methods `/api/v1/objects/<path>` answers.
 const OBJECT_METHODS: &str = "GET, HEAD, PUT, DELETE, LOCK, UNLOCK";
@@ -117,19 +116,12 @@ pub(super) async fn object_request(
     body: Bytes,
 ) -> Response {
     let read = matches!(method, Method::GET | Method::HEAD);
-    let work = handle_object(shared, method, path, query, headers, body);
-    if read {
-        return work.await;
-    }
-    // A client that disconnects must not cut a write short: the work runs in its own task.
-    tokio::spawn(work.in_current_span())
-        .await
-        .unwrap_or_else(|e| {
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the request failed: {e}"),
-            )
-        })
+    // A read may stop with its client; a change runs to its end in a task of its own.
+    finish(
+        read,
+        handle_object(shared, method, path, query, headers, body),
+    )
+    .await
 }
 
 /// Why an object request failed.

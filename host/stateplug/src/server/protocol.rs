@@ -10,12 +10,11 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stateplug_sdk::LockInfo;
 use stateplug_state::WriteOptions;
-use tracing::Instrument;
 
 use super::AppState;
 use super::auth::basic_credentials;
 use super::body::verify_content_md5;
-use super::respond::{error_response, json, text};
+use super::respond::{error_response, finish, json, text};
 use crate::opening::{BackendWorkspaces, StateError};
 
 /// The methods `/state/<workspace>` answers.
@@ -30,20 +29,12 @@ pub(super) async fn state_request(
     body: Bytes,
 ) -> Response {
     let read = matches!(method, Method::GET | Method::HEAD);
-    let work = handle_state(shared, method, workspace, query, headers, body);
-    // A read may stop with its client; spawning it would cost a wake-up of another thread.
-    if read {
-        return work.await;
-    }
-    // A client that disconnects must not cut a write short: the work runs in its own task.
-    tokio::spawn(work.in_current_span())
-        .await
-        .unwrap_or_else(|e| {
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the request failed: {e}"),
-            )
-        })
+    // A read may stop with its client; a change runs to its end in a task of its own.
+    finish(
+        read,
+        handle_state(shared, method, workspace, query, headers, body),
+    )
+    .await
 }
 
 /// Why a protocol request failed: the request itself, or the state layer.

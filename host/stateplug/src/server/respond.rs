@@ -4,6 +4,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stateplug_runtime::Error;
 use stateplug_state::ObjectError;
+use tracing::Instrument;
 
 use super::objects::ObjectFailure;
 use crate::opening::StateError;
@@ -94,4 +95,23 @@ fn logged_text(status: StatusCode, error: &dyn std::fmt::Display) -> Response {
         tracing::error!("{error}");
     }
     text(status, error.to_string())
+}
+
+/// Runs a request's work; a change runs in its own task, so a client that disconnects
+/// cannot cut it short.
+pub(super) async fn finish(
+    read: bool,
+    work: impl Future<Output = Response> + Send + 'static,
+) -> Response {
+    if read {
+        return work.await;
+    }
+    tokio::spawn(work.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request failed: {e}"),
+            )
+        })
 }

@@ -1076,3 +1076,61 @@ async fn the_cli_and_a_server_share_the_key_values_of_a_local_backend() {
     assert!(text.contains("--ttl"), "{text}");
     assert_eq!(api.get("app", "k").await.status, StatusCode::NOT_FOUND);
 }
+
+/// A server killed (SIGKILL) in the middle of a 1000-key batch: after a restart the namespace
+/// holds all of the batch or none of it, never a part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_mid_transaction_leaves_all_of_it_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let store = Store::Local;
+    let values: serde_json::Map<String, Value> = (0..1000)
+        .map(|i| {
+            (
+                format!("k/{i:04}"),
+                Value::from(b64(format!("v{i}").as_bytes())),
+            )
+        })
+        .collect();
+    let batch = json!({ "values": values }).to_string();
+    let mut caught_mid_way = 0;
+    for (round, delay_ms) in [150u64, 300, 600, 1200].into_iter().enumerate() {
+        let ns = format!("crash{round}");
+        let api = Api::start(dir, &store);
+        let url = format!("{}/api/v1/kv/{ns}?op=batch-set", api.server.url);
+        let request = api
+            .client
+            .post(url)
+            .basic_auth(USER, Some(PASSWORD))
+            .body(batch.clone())
+            .send();
+        let sent = tokio::spawn(request);
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        drop(api); // SIGKILL, whatever it was doing
+        let _ = sent.await;
+
+        let api = Api::start(dir, &store);
+        let listed = api
+            .send("GET", &format!("/api/v1/kv/{ns}?match=*"), "")
+            .await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+        let keys = listed.json()["keys"].as_array().unwrap().len();
+        let next = &listed.json()["next_cursor"];
+        let visible = if next.is_null() { keys } else { 1000 };
+        let written = store.value_objects(dir, &ns).unwrap().len();
+        assert!(
+            visible == 0 || visible == 1000,
+            "round {round}: {visible} of the batch's 1000 keys are visible"
+        );
+        if visible == 0 && written > 0 {
+            caught_mid_way += 1; // values written, no commit: invisible, as they must be
+        }
+        // The namespace takes new writes after the crash.
+        api.set(&ns, "after", "", b"ok").await;
+        drop(api);
+    }
+    assert!(
+        caught_mid_way > 0,
+        "no kill landed in the middle of the batch"
+    );
+}

@@ -4,7 +4,8 @@
 //! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
 //! - `state_properties`: the state layer's properties on the memory plugin;
 //! - `server`, `cli`, `terraform`, `objects` (the object API), `kv` (the key-value API): the
-//!   `stateplug` binary as users run it;
+//!   `stateplug` binary as users run it; `openapi`: the API's OpenAPI document, checked by
+//!   schemathesis against a running server;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
 //!   `vendor_kit`: the SDK template as a vendor builds it;
 //! - `fuzz_corpus`: the fuzzers' corpora replayed; `layering`: the crates' dependencies.
@@ -21,6 +22,7 @@ mod layering;
 mod local;
 mod migrate;
 mod objects;
+mod openapi;
 mod pool;
 mod postgres;
 mod postgres_fixture;

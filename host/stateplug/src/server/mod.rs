@@ -5,6 +5,8 @@
 //! goes through the state layer, so Terraform's own rules (lineage, serial) and our locks are
 //! enforced server side. The JSON API: `GET /api/workspaces`, `GET /api/locks`,
 //! `GET /api/workspaces/<workspace>/history`, `GET /api/workspaces/<workspace>/broken-locks`.
+//! `GET /api/v1/openapi.json` serves the OpenAPI 3.1 document of every `/api/` route,
+//! `openapi.json` beside this file.
 //! The object API, a key space of its own: `/api/v1/objects/<path>` (GET, HEAD, PUT, DELETE,
 //! LOCK, UNLOCK, with `ETag` and `If-Match` / `If-None-Match`) and the listing
 //! `GET /api/v1/objects?prefix=&cursor=&limit=`.

@@ -76,6 +76,6 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at \
          /api/workspaces and /api/locks; objects at /api/v1/objects/<path>; key-values at \
-         /api/v1/kv/<namespace>/<key>",
+         /api/v1/kv/<namespace>/<key>; all of /api/ is described at /api/v1/openapi.json",
     )
 }

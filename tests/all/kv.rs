@@ -14,9 +14,9 @@ use reqwest::header::{ETAG, HeaderMap};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::Server;
 use crate::common::cli::{fails, ok, stateplug};
 use crate::common::moto::{self, Moto};
+use crate::common::{self, Server};
 
 const USER: &str = "ci";
 const PASSWORD: &str = "kv-pw";
@@ -878,29 +878,14 @@ async fn bad_input_changes_nothing(store: &Store<'_>) {
     }
 
     // Without credentials: 401.
-    for (method, url) in [
+    let anonymous = [
         ("GET", "/api/v1/kv/app/kept"),
         ("PUT", "/api/v1/kv/app/kept"),
         ("GET", "/api/v1/kv/app"),
         ("DELETE", "/api/v1/kv/app"),
         ("POST", "/api/v1/kv/app?op=batch-get"),
-    ] {
-        let response = api
-            .client
-            .request(
-                Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{url}", api.server.url),
-            )
-            .body("unauthenticated")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{method} {url}"
-        );
-    }
+    ];
+    common::assert_needs_credentials(&api.server.url, &anonymous).await;
 
     let after = api.snapshot("app").await;
     assert_eq!(after, before, "a refused request changed keys");

@@ -9,9 +9,9 @@ use reqwest::header::{ETAG, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::Server;
 use crate::common::cli::{fails, ok, stateplug};
 use crate::common::moto::{self, Moto};
+use crate::common::{self, Server};
 
 const USER: &str = "ci";
 const PASSWORD: &str = "objects-pw";
@@ -916,28 +916,13 @@ async fn bad_input_changes_nothing(backend: &[&str]) {
     assert_eq!(got, 413, "{text}");
 
     // Without credentials: 401, for the listing and for objects.
-    for (method, url) in [
+    let anonymous = [
         ("GET", "/api/v1/objects"),
         ("GET", "/api/v1/objects/a/kept.json"),
         ("PUT", "/api/v1/objects/a/kept.json"),
         ("DELETE", "/api/v1/objects/a/kept.json"),
-    ] {
-        let response = api
-            .client
-            .request(
-                Method::from_bytes(method.as_bytes()).unwrap(),
-                format!("{}{url}", api.server.url),
-            )
-            .body("unauthenticated")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            response.status(),
-            StatusCode::UNAUTHORIZED,
-            "{method} {url}"
-        );
-    }
+    ];
+    common::assert_needs_credentials(&api.server.url, &anonymous).await;
 
     assert_eq!(
         api.snapshot("").await,

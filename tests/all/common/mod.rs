@@ -176,3 +176,21 @@ pub fn assert_conforms(label: &str, report: &stateplug_runtime::conformance::Rep
         report.failures().join("\n")
     );
 }
+
+/// Each `(method, path)` under `base` without credentials answers 401.
+pub async fn assert_needs_credentials(base: &str, requests: &[(&str, &str)]) {
+    let client = reqwest::Client::new();
+    for (method, path) in requests {
+        let response = client
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{base}{path}"),
+            )
+            .body("unauthenticated")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+}

@@ -19,7 +19,7 @@ use stateplug_state::{Change, Expect, Kv, KvError, MAX_BATCH, MAX_TTL, check_nam
 
 use super::AppState;
 use super::body::verify_content_md5;
-use super::respond::{finish, json, kv_error_response, text};
+use super::respond::{finish, json, kv_error_response, not_allowed, text};
 
 /// A key-value operation's failure over a plugin backend.
 pub(super) type KvFailure = KvError<stateplug_runtime::Error>;
@@ -555,17 +555,6 @@ fn etag(namespace: &str, version: &str) -> Result<HeaderValue, Failure> {
         }
         .into()),
     }
-}
-
-fn not_allowed(method: &Method, allowed: &'static str, hint: &str) -> Response {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} is not allowed here; use {allowed} ({hint})"),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allowed));
-    response
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use stateplug_state::{MAX_PAGE, ObjectError, Objects};
 
 use super::AppState;
 use super::body::verify_content_md5;
-use super::respond::{finish, json, object_error_response, text};
+use super::respond::{finish, json, not_allowed, object_error_response, text};
 
 /// The methods `/api/v1/objects/<path>` answers.
 const OBJECT_METHODS: &str = "GET, HEAD, PUT, DELETE, LOCK, UNLOCK";
@@ -193,17 +193,6 @@ fn lock_id(query: &[(String, String)]) -> Result<Option<String>, String> {
         }
     }
     Ok(id.filter(|id| !id.is_empty()))
-}
-
-fn not_allowed(method: &Method, allowed: &'static str, hint: &str) -> Response {
-    let mut response = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("method {method} is not allowed here; use {allowed} ({hint})"),
-    );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allowed));
-    response
 }
 
 async fn get(

@@ -1,6 +1,6 @@
 //! Answers: plain text for people, JSON for tools, and the status of every error.
 
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stateplug_runtime::Error;
 use stateplug_state::ObjectError;
@@ -114,4 +114,16 @@ pub(super) async fn finish(
                 format!("the request failed: {e}"),
             )
         })
+}
+
+/// 405 naming the methods `allowed` here (also in `Allow`), and `hint` at what they do.
+pub(super) fn not_allowed(method: &Method, allowed: &'static str, hint: &str) -> Response {
+    let mut response = text(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed here; use {allowed} ({hint})"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
 }

@@ -1,12 +1,17 @@
 //! Every integration test of the repository, in one binary so wasmtime is linked once. One
-//! module per subject; `common/` starts what they need (plugins, servers, moto, Terraform).
+//! module per subject; `common/` starts what they need (plugins, servers, moto, PostgreSQL,
+//! Terraform).
 //!
 //! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
-//! - `state_properties`: the state layer's properties on the memory plugin;
+//! - `state_properties`: the state layer's properties on the memory plugin; `documents`: typed
+//!   documents and `with_lock` on real plugins;
 //! - `server`, `cli`, `terraform`, `objects` (the object API), `kv` (the key-value API): the
 //!   `stateplug` binary as users run it; `openapi`: the API's OpenAPI document, checked by
-//!   schemathesis against a running server;
+//!   schemathesis against a running server; `migrate`: `migrate`, `export` and `import`
+//!   between backends;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
+//!   `postgres`, `postgres_tls`, `postgres_fixture`: the postgres plugin and the database
+//!   capability against a PostgreSQL the tests start;
 //!   `vendor_kit`: the SDK template as a vendor builds it;
 //! - `fuzz_corpus`: the fuzzers' corpora replayed; `layering`: the crates' dependencies.
 

@@ -156,27 +156,8 @@ impl Api {
     /// Sends the request exactly as given (no client normalizes `..` or `%2e%2e` away), with
     /// `headers` lines (each ending in CRLF); returns status and body.
     async fn raw(&self, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
-        use base64::Engine as _;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let address = self.server.url.trim_start_matches("http://");
-        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Basic {auth}\r\n\
-             {headers}Connection: close\r\n\r\n"
-        );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        // The server may answer (and close) before it has read all of a refused body.
-        let _ = stream.write_all(body).await;
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response).await;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
+        let credentials = (USER, PASSWORD);
+        common::raw_request(&self.server.url, credentials, (method, path), headers, body).await
     }
 }
 

@@ -5,12 +5,12 @@
 //! one whose write fails reads again and applies its change anew).
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stateplug_sdk::Precondition;
 
+use crate::backoff::backoff;
 use crate::objects::{ObjectError, ObjectResult, Objects};
 use crate::store::ObjectStore;
 
@@ -83,16 +83,6 @@ impl<S: ObjectStore, T: Serialize + DeserializeOwned + Default> Document<S, T> {
         })?;
         Ok((doc, Some(object.version)))
     }
-}
-
-/// A short pause, longer with each failed attempt and jittered, so updaters that collided
-/// do not collide again in step.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let ceiling_us = 200u64 << attempt.min(6);
-    Duration::from_micros(u64::from(nanos) % ceiling_us)
 }
 
 #[cfg(test)]

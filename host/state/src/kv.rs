@@ -526,7 +526,7 @@ impl<S: ObjectStore> Kv<S> {
             match written {
                 Ok(()) => return Ok(result),
                 Err(e) if e.refusal() == Refusal::PreconditionFailed => {
-                    tokio::time::sleep(crate::document::backoff(attempt)).await;
+                    tokio::time::sleep(crate::backoff::backoff(attempt)).await;
                 }
                 Err(e) => return Err(KvError::Store(e)),
             }

@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+mod backoff;
 mod doc;
 mod document;
 mod error;

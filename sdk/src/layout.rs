@@ -5,12 +5,16 @@
 //! Per workspace `<ws>`:
 //! - `<ws>/terraform.tfstate`: the state; its lock is the store's lock on this path;
 //! - `<ws>/history/<serial>-<unix ms>`: the last versions written (newest included);
-//! - `<ws>/lock-audit/<unix ms>.json`: who force-unlocked which lock.
+//! - `<ws>/lock-audit/<unix ms>.json`: who force-unlocked which lock;
+//! - `~audit/<ws>/<unix ms>-<uuid>.json`: the audit trail, one object per change of the
+//!   workspace (write, delete, lock, unlock, force-unlock, rollback), so recording never
+//!   contends with another recorder; the newest N are kept (the state layer's `audit`).
 //!
 //! Objects of the object API (`/api/v1/objects/<path>`) are kept under `~objects/<path>`, and
 //! key-values under `~kv/<namespace>/` (see the state layer's `kv`): `~` is not allowed in a
 //! workspace name, so nothing written as an object or a key is ever a workspace's state,
-//! history or record, and no workspace path is ever an object or a key.
+//! history or record (the audit trail included), and no workspace path is ever an object or
+//! a key.
 
 use crate::types::{Error, Result};
 
@@ -89,6 +93,40 @@ pub fn audit_path(workspace: &str, unix_ms: u64) -> String {
     format!("{}{unix_ms:015}.json", audit_prefix(workspace))
 }
 
+/// Where the audit trail is kept: every path under it is an audit event's.
+pub const AUDIT_TRAIL_PREFIX: &str = "~audit/";
+
+/// The prefix under which a workspace's audit events are listed (the name is not checked).
+pub fn audit_trail_prefix(workspace: &str) -> String {
+    format!("{AUDIT_TRAIL_PREFIX}{workspace}/")
+}
+
+/// Where the audit event `id` (`<unix ms, 15 digits>-<uuid>`, so listings sort by time) of a
+/// workspace is kept.
+pub fn audit_event_path(workspace: &str, id: &str) -> String {
+    format!("{}{id}.json", audit_trail_prefix(workspace))
+}
+
+/// Whether `id` is an audit event's id: 15 digits of unix milliseconds, `-`, then 1 to 64
+/// letters, digits or `-`.
+pub fn is_audit_event_id(id: &str) -> bool {
+    let Some((ms, rest)) = id.split_once('-') else {
+        return false;
+    };
+    ms.len() == 15
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && (1..=64).contains(&rest.len())
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// `(workspace, id)` of an audit event's path under [`AUDIT_TRAIL_PREFIX`] (of a valid
+/// workspace name and id); `None` for any other path.
+pub fn parse_audit_event_path(path: &str) -> Option<(&str, &str)> {
+    let (workspace, file) = path.strip_prefix(AUDIT_TRAIL_PREFIX)?.split_once('/')?;
+    let id = file.strip_suffix(".json")?;
+    (check_workspace(workspace).is_ok() && is_audit_event_id(id)).then_some((workspace, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +160,26 @@ mod tests {
         assert_eq!(parse_history_path("dev", "dev/history/x-1"), None);
         assert_eq!(parse_history_path("prod", &kept), None);
         assert_eq!(audit_path("dev", 5), "dev/lock-audit/000000000000005.json");
+    }
+
+    #[test]
+    fn audit_event_paths_read_back() {
+        let id = "001700000000000-9b2f4c1e-8a7d-4e0f-9c3b-5a6d7e8f9012";
+        let path = audit_event_path("dev", id);
+        assert_eq!(path, format!("~audit/dev/{id}.json"));
+        assert_eq!(parse_audit_event_path(&path), Some(("dev", id)));
+        assert_eq!(workspace_of_state(&path), None, "not a workspace's state");
+        for other in [
+            "dev/terraform.tfstate".to_string(),
+            object_path(&path),
+            "~audit/dev/1-x.json".into(),
+            format!("~audit/dev/{id}"),
+            format!("~audit/../{id}.json"),
+            format!("~audit/dev/sub/{id}.json"),
+        ] {
+            assert_eq!(parse_audit_event_path(&other), None, "{other}");
+        }
+        assert!(!is_audit_event_id("001700000000000-"));
+        assert!(!is_audit_event_id("001700000000000-a/b"));
     }
 }

@@ -267,7 +267,7 @@ fn config_show_masks_secrets_and_names_its_file() {
         "{text}"
     );
     assert!(
-        text.contains("users.ci = \"(secret)\"") && !text.contains("hunter2"),
+        text.contains("users.ci.password = \"(secret)\"") && !text.contains("hunter2"),
         "{text}"
     );
 }

@@ -5,10 +5,13 @@
 //! - `runtime`, `pool`, `sandbox`, `crash`, `local`, `conformance`: plugins in the runtime;
 //! - `state_properties`: the state layer's properties on the memory plugin; `documents`: typed
 //!   documents and `with_lock` on real plugins;
-//! - `server`, `cli`, `terraform`, `objects` (the object API), `kv` (the key-value API): the
-//!   `stateplug` binary as users run it; `openapi`: the API's OpenAPI document, checked by
-//!   schemathesis against a running server; `migrate`: `migrate`, `export` and `import`
-//!   between backends;
+//! - `audit`: the audit trail of the CLI's changes, `stateplug audit`, `GET /api/v1/audit`,
+//!   retention, and the trail carried by `export`/`import` and `migrate`;
+//! - `server`, `access` (users, tokens and their permissions), `oidc` (JWTs of an issuer), `cli`, `terraform`, `objects` (the object API), `kv` (the key-value API), `tls`
+//!   (https, mutual TLS, the reload on SIGHUP): the `stateplug` binary as users run it;
+//!   `openapi`: the API's OpenAPI document, checked by schemathesis against a running server;
+//!   `migrate`: `migrate`, `export` and `import` between backends; `metrics`: the health
+//!   checks and `/metrics` of `serve`;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
 //!   `postgres`, `postgres_tls`, `postgres_fixture`: the postgres plugin and the database
 //!   capability against a PostgreSQL the tests start;
@@ -17,6 +20,8 @@
 
 mod common;
 
+mod access;
+mod audit;
 mod cli;
 mod conformance;
 mod crash;
@@ -25,8 +30,10 @@ mod fuzz_corpus;
 mod kv;
 mod layering;
 mod local;
+mod metrics;
 mod migrate;
 mod objects;
+mod oidc;
 mod openapi;
 mod pool;
 mod postgres;
@@ -39,4 +46,5 @@ mod sandbox;
 mod server;
 mod state_properties;
 mod terraform;
+mod tls;
 mod vendor_kit;

@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/locks", &["get", "head"]),
     ("/api/workspaces/{workspace}/history", &["get", "head"]),
     ("/api/workspaces/{workspace}/broken-locks", &["get", "head"]),
+    ("/api/v1/audit", &["get", "head"]),
     ("/api/v1/openapi.json", &["get", "head"]),
     ("/api/v1/objects", &["get", "head"]),
     (

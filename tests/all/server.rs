@@ -196,7 +196,7 @@ async fn the_protocol_answers_with_terraforms_status_codes() {
         .await;
     let broken: Value = serde_json::from_str(&broken).unwrap();
     assert_eq!(broken[0]["lock"]["ID"], "id-3");
-    assert_eq!(broken[0]["by"], "ci via HTTP force-unlock");
+    assert_eq!(broken[0]["by"], "user `ci` via HTTP force-unlock");
     // OpenTofu's: only the ID, which must be the holder's.
     api.send("LOCK", "/state/dev", lock_info("id-4", "dave"))
         .await;

@@ -6,15 +6,21 @@
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::Server;
 use crate::common::terraform::{Project, main_tf, output_text, terraform_or_skip};
 use serde_json::{Value, json};
 
-/// A Terraform project whose http backend points at one workspace's URL.
-fn http_project(terraform: &Path, url: &str, credentials: Option<(&str, &str)>) -> Project {
+/// A Terraform project whose http backend points at one workspace's URL; every command runs
+/// with `env` set.
+fn http_project(
+    terraform: &Path,
+    url: &str,
+    credentials: Option<(&str, &str)>,
+    env: &[(&str, &Path)],
+) -> Project {
     let auth = credentials
         .map(|(user, password)| {
             format!("    username = \"{user}\"\n    password = \"{password}\"\n")
@@ -24,7 +30,13 @@ fn http_project(terraform: &Path, url: &str, credentials: Option<(&str, &str)>) 
         "terraform {{\n  backend \"http\" {{\n    address = \"{url}\"\n    lock_address = \"{url}\"\n    \
          unlock_address = \"{url}\"\n{auth}  }}\n}}\n"
     );
-    Project::init(terraform, &main_tf(&backend), |_, _| {})
+    let env: Vec<(String, PathBuf)> = env
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_path_buf()))
+        .collect();
+    Project::init(terraform, &main_tf(&backend), move |command, _| {
+        command.envs(env.iter().map(|(name, value)| (name, value)));
+    })
 }
 
 /// The whole Terraform workflow against one running server.
@@ -33,13 +45,24 @@ pub async fn terraform_workflow(
     server: &Server,
     credentials: Option<(&str, &str)>,
 ) -> Value {
-    let client = reqwest::Client::new();
+    terraform_workflow_with(terraform, server, credentials, &reqwest::Client::new(), &[]).await
+}
+
+/// [`terraform_workflow`] with the test's checks sent by `client` and Terraform run with `env`
+/// (for a server over https: a client and a `SSL_CERT_FILE` trusting its CA).
+pub async fn terraform_workflow_with(
+    terraform: &Path,
+    server: &Server,
+    credentials: Option<(&str, &str)>,
+    client: &reqwest::Client,
+    env: &[(&str, &Path)],
+) -> Value {
     let with_auth = |request: reqwest::RequestBuilder| match credentials {
         Some((user, password)) => request.basic_auth(user, Some(password)),
         None => request,
     };
     let url = server.state_url("prod");
-    let project = http_project(terraform, &url, credentials);
+    let project = http_project(terraform, &url, credentials, env);
 
     // init, apply, state pull round trip; a second apply increments the serial.
     let applied = project.apply("one");
@@ -108,7 +131,7 @@ pub async fn terraform_workflow(
     }
 
     // Two workspaces as two URLs stay independent.
-    let other = http_project(terraform, &server.state_url("staging"), credentials);
+    let other = http_project(terraform, &server.state_url("staging"), credentials, env);
     assert!(other.apply("staging").status.success());
     assert_eq!(other.pull()["outputs"]["greeting"]["value"], "staging");
     assert_eq!(project.pull(), third);

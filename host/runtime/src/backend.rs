@@ -18,7 +18,7 @@ use wasmtime::{PoolConcurrencyLimitError, Store};
 
 use crate::bindings::{self, contract, guest};
 use crate::contract::{error_from_plugin, lock_from_plugin, version_from_plugin};
-use crate::crash::crashed;
+use crate::crash::{crashed, ran_past_deadline};
 use crate::epoch::deadline_ticks;
 use crate::error::{Error, Result};
 use crate::grants::Grants;
@@ -27,6 +27,7 @@ use crate::plugin::Plugin;
 use crate::pool::Pool;
 use crate::postgres::Connections;
 use crate::store_data::{LOG_BUDGET_PER_CALL, Shared, StoreData, new_store};
+use crate::telemetry::Meter;
 
 /// Extra time the host waits beyond a call's deadline before it gives up on a plugin that is
 /// blocked in a host call (where the epoch deadline cannot interrupt it).
@@ -54,6 +55,8 @@ struct Inner {
     /// What every instance's store shares: the budget and the database connections.
     shared: Shared,
     instances: Pool<Live>,
+    /// What its calls, traps and deadline hits are reported under.
+    meter: Meter,
 }
 
 /// A running instance with its store opened.
@@ -91,8 +94,9 @@ impl Plugin {
             connections: Connections::new(name, grants.max_connections, grants.timeout),
         };
         let plugin = self.clone();
+        let meter = Meter::new(name, self.name());
         // One instance at once, so configuration errors surface here; the others on demand.
-        let live = Live::start_within_deadline(&plugin, &config, &grants, &shared).await?;
+        let live = Live::start_within_deadline(&plugin, &config, &grants, &shared, &meter).await?;
         Ok(Backend {
             inner: Arc::new(Inner {
                 plugin,
@@ -100,7 +104,8 @@ impl Plugin {
                 grants,
                 budget,
                 shared,
-                instances: Pool::new(size, live),
+                instances: Pool::new(size, live).observed(meter.instances(size)),
+                meter,
             }),
         })
     }
@@ -132,7 +137,7 @@ impl Backend {
     pub async fn read(&self, path: &str) -> Result<Object> {
         check_path(path)?;
         let object = self
-            .call(path, path.to_string(), |store, guest, handle, p| {
+            .call("read", path, path.to_string(), |store, guest, handle, p| {
                 Box::pin(async move { guest.call_read(store, handle, &p).await })
             })
             .await?;
@@ -156,7 +161,7 @@ impl Backend {
             contract::Precondition::from(precondition),
         );
         let version = self
-            .call(path, args, |store, guest, handle, args| {
+            .call("write", path, args, |store, guest, handle, args| {
                 Box::pin(async move {
                     let (p, data, precondition) = &*args;
                     guest.call_write(store, handle, p, data, precondition).await
@@ -174,7 +179,7 @@ impl Backend {
     pub async fn delete(&self, path: &str, precondition: Precondition) -> Result<()> {
         check_path(path)?;
         let args = (path.to_string(), contract::Precondition::from(precondition));
-        self.call(path, args, |store, guest, handle, args| {
+        self.call("delete", path, args, |store, guest, handle, args| {
             Box::pin(async move { guest.call_delete(store, handle, &args.0, &args.1).await })
         })
         .await
@@ -186,7 +191,7 @@ impl Backend {
             .map_err(|e| Error::InvalidPath(e.to_string()))?;
         let args = (prefix.to_string(), cursor.map(str::to_string));
         let page = self
-            .call(prefix, args, |store, guest, handle, args| {
+            .call("list", prefix, args, |store, guest, handle, args| {
                 Box::pin(async move {
                     guest
                         .call_list(store, handle, &args.0, args.1.as_deref())
@@ -249,9 +254,14 @@ impl Backend {
     /// Whether an object exists.
     pub async fn exists(&self, path: &str) -> Result<bool> {
         check_path(path)?;
-        self.call(path, path.to_string(), |store, guest, handle, p| {
-            Box::pin(async move { guest.call_exists(store, handle, &p).await })
-        })
+        self.call(
+            "exists",
+            path,
+            path.to_string(),
+            |store, guest, handle, p| {
+                Box::pin(async move { guest.call_exists(store, handle, &p).await })
+            },
+        )
         .await
     }
 
@@ -259,7 +269,7 @@ impl Backend {
     pub async fn lock(&self, path: &str, info: LockInfo) -> Result<()> {
         check_path(path)?;
         let args = (path.to_string(), contract::LockInfo::from(info));
-        self.call(path, args, |store, guest, handle, args| {
+        self.call("lock", path, args, |store, guest, handle, args| {
             Box::pin(async move { guest.call_lock(store, handle, &args.0, &args.1).await })
         })
         .await
@@ -269,7 +279,7 @@ impl Backend {
     pub async fn unlock(&self, path: &str, id: &str) -> Result<()> {
         check_path(path)?;
         let args = (path.to_string(), id.to_string());
-        self.call(path, args, |store, guest, handle, args| {
+        self.call("unlock", path, args, |store, guest, handle, args| {
             Box::pin(async move { guest.call_unlock(store, handle, &args.0, &args.1).await })
         })
         .await
@@ -279,9 +289,14 @@ impl Backend {
     pub async fn lock_info(&self, path: &str) -> Result<Option<LockInfo>> {
         check_path(path)?;
         let lock = self
-            .call(path, path.to_string(), |store, guest, handle, p| {
-                Box::pin(async move { guest.call_lock_info(store, handle, &p).await })
-            })
+            .call(
+                "lock-info",
+                path,
+                path.to_string(),
+                |store, guest, handle, p| {
+                    Box::pin(async move { guest.call_lock_info(store, handle, &p).await })
+                },
+            )
             .await?;
         Ok(lock.map(lock_from_plugin))
     }
@@ -291,9 +306,14 @@ impl Backend {
         stateplug_sdk::path::validate_prefix(prefix)
             .map_err(|e| Error::InvalidPath(e.to_string()))?;
         let locks = self
-            .call(prefix, prefix.to_string(), |store, guest, handle, p| {
-                Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
-            })
+            .call(
+                "list-locks",
+                prefix,
+                prefix.to_string(),
+                |store, guest, handle, p| {
+                    Box::pin(async move { guest.call_list_locks(store, handle, &p).await })
+                },
+            )
             .await?;
         self.check_answered_paths(prefix, locks.iter().map(|(path, _)| path), "list-locks")?;
         let mut locks: Vec<(String, LockInfo)> = locks
@@ -308,17 +328,40 @@ impl Backend {
     pub async fn force_unlock(&self, path: &str) -> Result<Option<LockInfo>> {
         check_path(path)?;
         let lock = self
-            .call(path, path.to_string(), |store, guest, handle, p| {
-                Box::pin(async move { guest.call_force_unlock(store, handle, &p).await })
-            })
+            .call(
+                "force-unlock",
+                path,
+                path.to_string(),
+                |store, guest, handle, p| {
+                    Box::pin(async move { guest.call_force_unlock(store, handle, &p).await })
+                },
+            )
             .await?;
         Ok(lock.map(lock_from_plugin))
+    }
+
+    /// Runs one contract call, `operation` (its name in the contract), counted in the
+    /// metrics with its outcome.
+    async fn call<A, R>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        args: A,
+        call: CallFn<A, R>,
+    ) -> Result<R>
+    where
+        A: Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let outcome = self.call_until_not_busy(path, args, call).await;
+        self.inner.meter.call(operation, &outcome);
+        outcome
     }
 
     /// Runs one contract call on the instance. A `busy` answer (another writer is changing
     /// the object right now) is retried after a pause taken outside the instance, so other
     /// calls run in between; after the call's deadline it becomes [`Error::Unavailable`].
-    async fn call<A, R>(&self, path: &str, args: A, call: CallFn<A, R>) -> Result<R>
+    async fn call_until_not_busy<A, R>(&self, path: &str, args: A, call: CallFn<A, R>) -> Result<R>
     where
         A: Send + Sync + 'static,
         R: Send + 'static,
@@ -387,8 +430,14 @@ impl Inner {
         let mut live = match checkout.instance.take() {
             Some(live) => live,
             None => {
-                Live::start_within_deadline(&self.plugin, &self.config, &self.grants, &self.shared)
-                    .await?
+                Live::start_within_deadline(
+                    &self.plugin,
+                    &self.config,
+                    &self.grants,
+                    &self.shared,
+                    &self.meter,
+                )
+                .await?
             }
         };
         let timeout = self.grants.timeout;
@@ -404,16 +453,22 @@ impl Inner {
                 }
                 return Ok(result);
             }
-            Some((live, Err(trap))) => crashed(
-                self.plugin.name(),
-                &self.grants,
-                &trap,
-                &live.store.data().output.take(),
-            ),
-            None => Error::Timeout {
-                plugin: self.plugin.name().to_string(),
-                timeout: self.grants.timeout,
-            },
+            Some((live, Err(trap))) => {
+                self.meter.trapped(ran_past_deadline(&trap));
+                crashed(
+                    self.plugin.name(),
+                    &self.grants,
+                    &trap,
+                    &live.store.data().output.take(),
+                )
+            }
+            None => {
+                self.meter.deadline_hit();
+                Error::Timeout {
+                    plugin: self.plugin.name().to_string(),
+                    timeout: self.grants.timeout,
+                }
+            }
         };
         // The instance is discarded; a later call starts a fresh one.
         drop(checkout);
@@ -467,17 +522,20 @@ impl Live {
         config: &[(String, String)],
         grants: &Grants,
         shared: &Shared,
+        meter: &Meter,
     ) -> Result<Live> {
         let start = {
-            let (plugin, config, grants, shared) = (
+            let (plugin, config, grants, shared, meter) = (
                 plugin.clone(),
                 config.to_vec(),
                 grants.clone(),
                 shared.clone(),
+                meter.clone(),
             );
-            async move { Live::start(&plugin, &config, &grants, shared).await }
+            async move { Live::start(&plugin, &config, &grants, shared, &meter).await }
         };
         on_call_thread(grants, start).await.unwrap_or_else(|| {
+            meter.deadline_hit();
             Err(Error::Timeout {
                 plugin: plugin.name().to_string(),
                 timeout: grants.timeout,
@@ -490,6 +548,7 @@ impl Live {
         config: &[(String, String)],
         grants: &Grants,
         shared: Shared,
+        meter: &Meter,
     ) -> Result<Live> {
         let name = plugin.name();
         let engine = plugin.runtime().engine();
@@ -522,7 +581,10 @@ impl Live {
                          lower `instances`, or retry once calls finish"
                     ),
                 }),
-                None => Err(crashed(name, grants, &error, &output.take())),
+                None => {
+                    meter.trapped(ran_past_deadline(&error));
+                    Err(crashed(name, grants, &error, &output.take()))
+                }
             },
         }
     }

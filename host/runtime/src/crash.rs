@@ -45,6 +45,11 @@ pub(crate) fn crashed(
     }
 }
 
+/// Whether `trap` is the epoch interrupt of a call's deadline rather than the plugin's fault.
+pub(crate) fn ran_past_deadline(trap: &wasmtime::Error) -> bool {
+    matches!(trap.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+}
+
 /// `; it printed: …` with the end of a plugin's output, or nothing.
 pub(crate) fn quote_output(output: &str) -> String {
     if output.is_empty() {

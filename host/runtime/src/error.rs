@@ -121,6 +121,26 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+
+    /// The kind of failure in one stable word (`not_found`, `locked`, `crashed`, ...): the
+    /// `outcome` label of the plugin call metrics, never the message, which is unbounded.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Locked { .. } => "locked",
+            Error::PreconditionFailed { .. } => "precondition_failed",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::InvalidPath(_) => "invalid_path",
+            Error::Denied { .. } => "denied",
+            Error::Unavailable { .. } => "unavailable",
+            Error::Plugin { .. } => "plugin_error",
+            Error::Crashed { .. } => "crashed",
+            Error::Timeout { .. } => "timeout",
+            Error::Load { .. } => "load",
+            Error::Grant { .. } => "grant",
+            Error::Host(_) => "host",
+        }
+    }
 }
 
 impl StoreError for Error {

@@ -40,6 +40,7 @@ mod plugin;
 mod pool;
 mod postgres;
 mod store_data;
+mod telemetry;
 
 pub use backend::Backend;
 pub use engine::{DEFAULT_POOL_SIZE, Runtime, RuntimeOptions};
@@ -51,6 +52,7 @@ pub use grants::{
 pub use network::HostGrant;
 pub use plugin::{Capabilities, Plugin, PluginMetadata, PluginSource};
 pub use stateplug_sdk::{CONTRACT_VERSION, ConfigField, LockInfo, Object, Page, Precondition};
+pub use telemetry::describe_metrics;
 
 /// The README's code blocks, run as doctests (its embedding example).
 #[cfg(doctest)]

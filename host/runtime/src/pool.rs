@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use metrics::Gauge;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Idle instances of type `I` and the right to run at most `size` at once.
@@ -12,6 +13,8 @@ pub(crate) struct Pool<I> {
     size: usize,
     permits: Semaphore,
     idle: Mutex<Vec<I>>,
+    /// Calls holding an instance, for the metrics (a no-op unless [`Pool::observed`]).
+    in_use_gauge: Gauge,
 }
 
 /// One call's use of the pool: an idle instance if there was one (else the call starts one).
@@ -33,7 +36,14 @@ impl<I> Pool<I> {
             size,
             permits: Semaphore::new(size),
             idle: Mutex::new(vec![first]),
+            in_use_gauge: Gauge::noop(),
         }
+    }
+
+    /// The pool, reporting its calls holding an instance on `in_use`.
+    pub(crate) fn observed(mut self, in_use: Gauge) -> Pool<I> {
+        self.in_use_gauge = in_use;
+        self
     }
 
     /// How many instances may run at once.
@@ -53,6 +63,7 @@ impl<I> Pool<I> {
             Ok(permit) => permit,
             Err(_) => unreachable!("the pool's semaphore is never closed"),
         };
+        self.in_use_gauge.increment(1.0);
         Checkout {
             pool: self,
             _permit: permit,
@@ -70,6 +81,12 @@ impl<I> Checkout<'_, I> {
     /// released after it is back, when `self` drops.
     pub(crate) fn give_back(self, instance: I) {
         self.pool.idle().push(instance);
+    }
+}
+
+impl<I> Drop for Checkout<'_, I> {
+    fn drop(&mut self) {
+        self.pool.in_use_gauge.decrement(1.0);
     }
 }
 

@@ -13,6 +13,7 @@ use serde_json::Value;
 use stateplug_sdk::layout::{self, DEFAULT_WORKSPACE};
 use stateplug_sdk::{LockInfo, Object, Precondition};
 
+use crate::audit::{Audit, DEFAULT_AUDIT_RETENTION};
 use crate::doc::{StateDoc, check_lock_id, manages_resources};
 use crate::error::Error;
 use crate::store::{ObjectStore, Refusal, StoreError};
@@ -30,6 +31,8 @@ pub struct StateOptions {
     pub history: usize,
     /// Locks taken without an expiry get this one; a stale lock can then be taken over.
     pub lock_ttl: Option<Duration>,
+    /// Audit events kept per workspace ([`Workspaces::audit`]; at least 1).
+    pub audit_retention: usize,
 }
 
 impl Default for StateOptions {
@@ -37,6 +40,7 @@ impl Default for StateOptions {
         StateOptions {
             history: DEFAULT_HISTORY,
             lock_ttl: None,
+            audit_retention: DEFAULT_AUDIT_RETENTION,
         }
     }
 }
@@ -79,6 +83,17 @@ pub struct WorkspaceInfo {
     pub updated: Option<String>,
     /// Who holds its lock.
     pub lock: Option<LockInfo>,
+}
+
+/// What a write stored, with the serials the audit trail records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The new version token.
+    pub version: String,
+    /// The serial of the state replaced (`None` when there was none, or it had no serial).
+    pub serial_before: Option<u64>,
+    /// The serial of the state stored.
+    pub serial_after: u64,
 }
 
 /// One kept version of a workspace.
@@ -127,14 +142,14 @@ pub struct BrokenLock {
     pub at: String,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64
 }
 
-fn rfc3339_ms(ms: u64) -> String {
+pub(crate) fn rfc3339_ms(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -201,6 +216,14 @@ impl<S: ObjectStore> Workspaces<S> {
         &self.store
     }
 
+    /// The audit trail kept in the same store, `audit_retention` events per workspace.
+    pub fn audit(&self) -> Audit<S>
+    where
+        S: Clone,
+    {
+        Audit::new(self.store.clone(), self.options.audit_retention)
+    }
+
     /// The stored state of a workspace, if any.
     pub async fn get(&self, workspace: &str) -> Result<Option<Object>, StateError<S>> {
         let path = state_path(workspace)?;
@@ -219,14 +242,30 @@ impl<S: ObjectStore> Workspaces<S> {
         data: Vec<u8>,
         options: &WriteOptions,
     ) -> Result<String, StateError<S>> {
+        Ok(self
+            .put_with_serials(workspace, data, options)
+            .await?
+            .version)
+    }
+
+    /// [`put`](Self::put), also saying which serial the state replaced and which it stored
+    /// (for the audit trail, without reading the state again).
+    pub async fn put_with_serials(
+        &self,
+        workspace: &str,
+        data: Vec<u8>,
+        options: &WriteOptions,
+    ) -> Result<Stored, StateError<S>> {
         let path = state_path(workspace)?;
         let new = StateDoc::parse(&data).map_err(|reason| rejected(workspace, reason))?;
         let _writer = self.writer(workspace).await;
         self.check_lock(workspace, &path, options.lock_id.as_deref())
             .await?;
         let current = self.get(workspace).await?;
+        let mut serial_before = None;
         let precondition = match &current {
             Some(current) if options.force => {
+                serial_before = StateDoc::parse(&current.data).ok().map(|d| d.serial);
                 tracing::warn!(
                     workspace,
                     serial = new.serial,
@@ -248,6 +287,7 @@ impl<S: ObjectStore> Workspaces<S> {
                 stored
                     .check_replacement(&new)
                     .map_err(|reason| rejected(workspace, reason))?;
+                serial_before = Some(stored.serial);
                 Precondition::VersionIs(current.version.clone())
             }
             None => Precondition::Absent,
@@ -266,7 +306,11 @@ impl<S: ObjectStore> Workspaces<S> {
         };
         tracing::info!(workspace, serial = new.serial, size, "state stored");
         self.keep_history(workspace, new.serial, data).await;
-        Ok(version)
+        Ok(Stored {
+            version,
+            serial_before,
+            serial_after: new.serial,
+        })
     }
 
     /// Deletes a workspace's state (its history stays). Refused while locked by someone
@@ -277,13 +321,26 @@ impl<S: ObjectStore> Workspaces<S> {
         lock_id: Option<&str>,
         force: bool,
     ) -> Result<(), StateError<S>> {
+        self.delete_with_serial(workspace, lock_id, force)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`delete`](Self::delete), also saying the serial of the state deleted (`None` when
+    /// there was none, or it had no serial), for the audit trail.
+    pub async fn delete_with_serial(
+        &self,
+        workspace: &str,
+        lock_id: Option<&str>,
+        force: bool,
+    ) -> Result<Option<u64>, StateError<S>> {
         let path = state_path(workspace)?;
         let _writer = self.writer(workspace).await;
         if !force {
             self.check_lock(workspace, &path, lock_id).await?;
         }
         let Some(current) = self.get(workspace).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if !force && manages_resources(&current.data) {
             return Err(rejected(
@@ -291,6 +348,7 @@ impl<S: ObjectStore> Workspaces<S> {
                 "the state still manages resources; destroy them first or delete with force",
             ));
         }
+        let serial = StateDoc::parse(&current.data).ok().map(|d| d.serial);
         match self
             .store
             .delete(&path, Precondition::VersionIs(current.version))
@@ -300,7 +358,7 @@ impl<S: ObjectStore> Workspaces<S> {
                 workspace,
                 "the state changed while it was being deleted; try again",
             )),
-            other => other.map_err(Error::Store),
+            other => other.map(|()| serial).map_err(Error::Store),
         }
     }
 
@@ -580,6 +638,20 @@ impl<S: ObjectStore> Workspaces<S> {
         serial: u64,
         lock_id: Option<&str>,
     ) -> Result<u64, StateError<S>> {
+        let stored = self
+            .rollback_with_serials(workspace, serial, lock_id)
+            .await?;
+        Ok(stored.serial_after)
+    }
+
+    /// [`rollback`](Self::rollback), also saying the serial replaced and the new one, for
+    /// the audit trail.
+    pub async fn rollback_with_serials(
+        &self,
+        workspace: &str,
+        serial: u64,
+        lock_id: Option<&str>,
+    ) -> Result<Stored, StateError<S>> {
         check_name(workspace)?;
         let Some((_, _, path)) = self
             .history_paths(workspace)
@@ -615,8 +687,7 @@ impl<S: ObjectStore> Workspaces<S> {
             lock_id: lock_id.map(str::to_string),
             force: false,
         };
-        self.put(workspace, data, &options).await?;
-        Ok(new_serial)
+        self.put_with_serials(workspace, data, &options).await
     }
 
     /// Refuses when the workspace is locked under another id than `lock_id`.
@@ -698,7 +769,7 @@ mod tests {
     fn workspaces(history: usize) -> Ws {
         let options = StateOptions {
             history,
-            lock_ttl: None,
+            ..StateOptions::default()
         };
         Workspaces::new(MemoryStore::new(), options)
     }
@@ -1051,6 +1122,7 @@ mod tests {
         let options = StateOptions {
             history: 0,
             lock_ttl: Some(ttl),
+            ..StateOptions::default()
         };
         let ws = Workspaces::new(MemoryStore::new(), options);
         let before = now_ms();
@@ -1248,6 +1320,32 @@ mod tests {
         assert_eq!(
             without_serial(&current),
             without_serial(&state_with(3, "L", "three"))
+        );
+    }
+
+    /// The serials a change replaced and stored, as the audit trail records them.
+    #[tokio::test]
+    async fn changes_report_their_serials() {
+        let ws = workspaces(DEFAULT_HISTORY);
+        let first = ws.put_with_serials("dev", state(1, "L"), &plain()).await;
+        let first = first.unwrap();
+        assert_eq!((first.serial_before, first.serial_after), (None, 1));
+        assert_eq!(ws.get("dev").await.unwrap().unwrap().version, first.version);
+        let second = ws.put_with_serials("dev", state(2, "L"), &plain()).await;
+        assert_eq!(second.unwrap().serial_before, Some(1));
+        let older = state_with(1, "L", "older");
+        let forced = ws.put_with_serials("dev", older, &forced()).await;
+        let forced = forced.unwrap();
+        assert_eq!((forced.serial_before, forced.serial_after), (Some(2), 1));
+        let rolled = ws.rollback_with_serials("dev", 2, None).await.unwrap();
+        assert_eq!((rolled.serial_before, rolled.serial_after), (Some(1), 3));
+        assert_eq!(
+            ws.delete_with_serial("dev", None, false).await.unwrap(),
+            Some(3)
+        );
+        assert_eq!(
+            ws.delete_with_serial("dev", None, false).await.unwrap(),
+            None
         );
     }
 

@@ -22,6 +22,7 @@ use stateplug_runtime::{Grants, LockInfo, Plugin, Runtime, RuntimeOptions};
 use stateplug_sdk::text::UNTRUSTED_MAX;
 use stateplug_state::{StateDoc, StateOptions, Workspaces};
 
+use crate::access::{Access, Grant, Principal, Secret, Via};
 use crate::config::{Overrides, Settings};
 use crate::server::{self, AppState};
 
@@ -435,14 +436,19 @@ impl Fixture {
             .open(vec![], Grants::default())
             .await
             .expect("the memory plugin opens");
-        let users = if auth {
-            [(USER.to_string(), PASSWORD.to_string())].into()
+        let principals = if auth {
+            vec![Principal {
+                name: USER.into(),
+                via: Via::Password,
+                secret: Secret::new(PASSWORD).expect("a plain password"),
+                grant: Grant::Everything,
+            }]
         } else {
-            Default::default()
+            Vec::new()
         };
         let shared = Arc::new(AppState {
             workspaces: Workspaces::new(backend, StateOptions::default()),
-            users,
+            access: Arc::new(Access::new(principals, None)),
         });
         server::router(shared, body_limit)
     }

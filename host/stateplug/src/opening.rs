@@ -41,8 +41,14 @@ pub enum Error {
     Runtime(#[from] stateplug_runtime::Error),
 }
 
-/// The workspaces of an opened backend: what the server and the CLI work on.
+/// The workspaces of an opened backend: what the server and the CLI work on. Its
+/// [`audit`](Workspaces::audit) is the backend's audit trail: record a change with
+/// `workspaces.audit().record(&event).await` once it is made, which never fails the change (a
+/// failed recording is logged at warn, and the change stands).
 pub type BackendWorkspaces = Workspaces<Backend>;
+
+/// The audit trail of an opened backend.
+pub type BackendAudit = stateplug_state::Audit<Backend>;
 
 /// The state layer's error over a plugin backend.
 pub type StateError = stateplug_state::StateError<Backend>;

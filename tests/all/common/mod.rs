@@ -83,7 +83,7 @@ pub async fn builtin(name: &str) -> Plugin {
 /// A `stateplug serve` process on a free 127.0.0.1 port, stopped when dropped.
 pub struct Server {
     child: std::process::Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when TLS is configured).
     pub url: String,
 }
 
@@ -91,13 +91,19 @@ impl Server {
     /// Starts `stateplug <args> serve --listen 127.0.0.1:0` in `dir` and waits for its
     /// `listening on` line.
     pub fn start(dir: &Path, args: &[&str]) -> Server {
+        Server::start_with_stderr(dir, args, std::process::Stdio::inherit())
+    }
+
+    /// Like [`Server::start`], with the server's stderr (its log) sent to `stderr`, e.g. a
+    /// file the test reads.
+    pub fn start_with_stderr(dir: &Path, args: &[&str], stderr: std::process::Stdio) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stateplug"))
             .args(args)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .current_dir(dir)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("stateplug serve starts");
         let mut first_line = String::new();
@@ -115,6 +121,21 @@ impl Server {
     /// The URL of a workspace's state.
     pub fn state_url(&self, workspace: &str) -> String {
         format!("{}/state/{workspace}", self.url)
+    }
+
+    /// Sends the server a signal: `kill -<sig>` (e.g. "HUP").
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{sig} {pid} failed");
+    }
+
+    /// Whether the server process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     /// Stops the server with SIGTERM and returns its exit status.

@@ -160,14 +160,28 @@ impl Ca {
         &self.pem
     }
 
-    /// A server certificate for `ip` (its only subject alternative name) and its key, PEM.
-    fn server_certificate(&self, ip: &str) -> (String, String) {
+    /// A server certificate for `ip` (its only subject alternative name) and its key, PEM;
+    /// each call makes a new key (and so another certificate).
+    pub fn server_certificate(&self, ip: &str) -> (String, String) {
         let mut params = rcgen::CertificateParams::new(vec![ip.to_string()]).unwrap();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, ip);
         params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        (certificate.pem(), key.serialize_pem())
+    }
+
+    /// A client certificate (for mutual TLS) with common name `name`, and its key, PEM.
+    pub fn client_certificate(&self, name: &str) -> (String, String) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let key = rcgen::KeyPair::generate().unwrap();
         let certificate = params.signed_by(&key, &self.issuer).unwrap();
         (certificate.pem(), key.serialize_pem())

@@ -28,19 +28,25 @@ pub fn terraform_or_skip(test: &str) -> Option<PathBuf> {
 pub struct Project {
     terraform: PathBuf,
     pub dir: tempfile::TempDir,
-    /// Adjusts the environment of every command (e.g. a clean AWS environment).
-    isolate: fn(&mut Command, &Path),
+    isolate: Isolate,
 }
+
+/// Adjusts the environment of every command (e.g. a clean AWS environment, a CA to trust).
+type Isolate = Box<dyn Fn(&mut Command, &Path)>;
 
 impl Project {
     /// Writes `main_tf` into a fresh directory and runs `terraform init`.
-    pub fn init(terraform: &Path, main_tf: &str, isolate: fn(&mut Command, &Path)) -> Project {
+    pub fn init(
+        terraform: &Path,
+        main_tf: &str,
+        isolate: impl Fn(&mut Command, &Path) + 'static,
+    ) -> Project {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
         let project = Project {
             terraform: terraform.to_path_buf(),
             dir,
-            isolate,
+            isolate: Box::new(isolate),
         };
         project.ok(&["init", "-input=false", "-no-color"]);
         project

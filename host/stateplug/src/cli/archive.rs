@@ -3,9 +3,10 @@
 //!
 //! The archive holds `manifest.json` first, then each state verbatim as
 //! `states/<workspace>.tfstate` and, exported `--with-history`, each kept version as
-//! `history/<workspace>/<serial>-<unix ms>.tfstate`. The manifest names, per workspace, its
-//! serial, lineage, size, lowercase hex SHA-256 and member, and each kept version's serial,
-//! time, size, SHA-256 and member. Export reads each workspace without locking it (a read
+//! `history/<workspace>/<serial>-<unix ms>.tfstate` and each audit event as
+//! `audit/<workspace>/<id>.json`. The manifest names, per workspace, its serial, lineage,
+//! size, lowercase hex SHA-256 and member, each kept version's serial, time, size, SHA-256
+//! and member, and each audit event's id, size, SHA-256 and member. Export reads each workspace without locking it (a read
 //! never waits for a lock) and writes the archive to a temporary file beside FILE, renamed to
 //! FILE once complete (mode 0600: states hold secrets).
 //!
@@ -24,7 +25,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use stateplug::opening::BackendWorkspaces;
 use stateplug_sdk::text::untrusted;
-use stateplug_state::{KeptVersion, StateDoc, check_workspace};
+use stateplug_state::{AuditEvent, KeptVersion, StateDoc, check_workspace};
 
 use super::migrate::{
     Run, Source, SourceState, Transfer, checked_names, sha256_hex, workspaces_with_state,
@@ -36,7 +37,7 @@ use super::output::print_json;
 pub struct ExportArgs {
     /// The archive to write (replaced if it exists).
     file: PathBuf,
-    /// Also export each workspace's kept versions.
+    /// Also export each workspace's kept versions and audit trail.
     #[arg(long)]
     with_history: bool,
     /// Only this workspace (repeatable; default: every workspace with state).
@@ -49,7 +50,8 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     /// The archive, as `stateplug export` wrote it.
     file: PathBuf,
-    /// Make the destination's kept versions those of the archive (exported --with-history).
+    /// Make the destination's kept versions those of the archive, and add its audit trail
+    /// (exported --with-history).
     #[arg(long)]
     with_history: bool,
     /// Only this workspace of the archive (repeatable; default: all).
@@ -94,6 +96,18 @@ struct ManifestWorkspace {
     member: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     history: Vec<ManifestVersion>,
+    /// Its audit events, oldest first (exported `--with-history`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    audit: Vec<ManifestEvent>,
+}
+
+/// One audit event in the manifest.
+#[derive(Debug, Serialize, Deserialize)]
+struct ManifestEvent {
+    id: String,
+    size: usize,
+    sha256: String,
+    member: String,
 }
 
 /// One kept version in the manifest.
@@ -135,6 +149,7 @@ pub(super) async fn export(
     };
     let mut members = Vec::new();
     let mut kept = 0;
+    let mut events = 0;
     for name in names {
         let reading = || format!("reading workspace `{name}` of `{backend}`");
         let Some(state) = workspaces.get(&name).await.with_context(reading)? else {
@@ -150,6 +165,7 @@ pub(super) async fn export(
             sha256: sha256_hex(&state.data),
             member: member.clone(),
             history: Vec::new(),
+            audit: Vec::new(),
         };
         members.push((member, state.data));
         if args.with_history {
@@ -173,6 +189,23 @@ pub(super) async fn export(
                 members.push((member, version.data));
                 kept += 1;
             }
+            let trail = workspaces
+                .audit()
+                .events(&name)
+                .await
+                .with_context(reading)?;
+            for event in trail {
+                let member = format!("audit/{name}/{}.json", event.id);
+                let data = serde_json::to_vec_pretty(&event)?;
+                entry.audit.push(ManifestEvent {
+                    id: event.id,
+                    size: data.len(),
+                    sha256: sha256_hex(&data),
+                    member: member.clone(),
+                });
+                members.push((member, data));
+                events += 1;
+            }
         }
         manifest.workspaces.push(entry);
     }
@@ -181,8 +214,12 @@ pub(super) async fn export(
     if json {
         print_json(&manifest)?;
     }
+    let trail = match args.with_history {
+        true => format!(", with {events} audit events"),
+        false => String::new(),
+    };
     eprintln!(
-        "exported {} workspaces ({kept} kept versions) from {backend} to {}",
+        "exported {} workspaces ({kept} kept versions) from {backend} to {}{trail}",
         manifest.workspaces.len(),
         args.file.display()
     );
@@ -304,10 +341,31 @@ fn read_archive(bytes: &[u8]) -> anyhow::Result<(Manifest, BTreeMap<String, Sour
                 data: take(&mut members, &version.member, &version.sha256, &what)?,
             });
         }
-        if states
-            .insert(name.clone(), SourceState { data, history })
-            .is_some()
-        {
+        let mut audit = Vec::new();
+        for event in &workspace.audit {
+            let what = format!(
+                "the audit event {} of workspace `{name}`",
+                untrusted(&event.id)
+            );
+            let data = take(&mut members, &event.member, &event.sha256, &what)?;
+            let parsed = serde_json::from_slice::<AuditEvent>(&data)
+                .ok()
+                .filter(|e| e.id == event.id && e.workspace == *name);
+            let Some(parsed) = parsed else {
+                bail!(
+                    "member `{}` ({what}) is not that event: the archive was changed after \
+                     export; nothing was imported",
+                    untrusted(&event.member)
+                );
+            };
+            audit.push(parsed);
+        }
+        let source = SourceState {
+            data,
+            history,
+            audit,
+        };
+        if states.insert(name.clone(), source).is_some() {
             bail!("its {MANIFEST} names workspace `{name}` twice; nothing was imported");
         }
     }

@@ -1,6 +1,7 @@
 //! `stateplug config`: the effective configuration.
 
 use clap::Subcommand;
+use stateplug::access::Via;
 use stateplug::config::Settings;
 use stateplug_runtime::{Plugin, Runtime};
 
@@ -20,11 +21,27 @@ pub(super) async fn show(runtime: &Runtime, config: &Settings) -> anyhow::Result
         config.backend.show(metadata.as_ref().map(Plugin::metadata))
     );
     println!(
-        "\n[server]\nlisten = \"{}\"\nbody_limit = {}",
-        config.server.listen, config.server.body_limit
+        "\n[server]\nlisten = \"{}\"\nbody_limit = {}\naudit_retention = {}",
+        config.server.listen, config.server.body_limit, config.server.audit_retention
     );
-    for user in config.server.users.keys() {
-        println!("users.{user} = \"(secret)\"");
+    if let Some(tls) = &config.server.tls {
+        // Quoted as TOML strings: a path may hold `"` or `\`.
+        let path = |path: &std::path::Path| toml::Value::from(path.display().to_string());
+        println!(
+            "tls_cert = {}\ntls_key = {}",
+            path(&tls.cert),
+            path(&tls.key)
+        );
+        if let Some(client_ca) = &tls.client_ca {
+            println!("client_ca = {}", path(client_ca));
+        }
+    }
+    for principal in &config.server.principals {
+        let (table, key) = match principal.via {
+            Via::Token => ("tokens", "token"),
+            _ => ("users", "password"),
+        };
+        println!("{table}.{}.{key} = \"(secret)\"", principal.name);
     }
     Ok(())
 }

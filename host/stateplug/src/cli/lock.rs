@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Subcommand;
 use stateplug::opening::BackendWorkspaces;
 use stateplug_sdk::LockInfo;
+use stateplug_state::AuditAction;
 
+use super::audit::record;
 use super::output::{print_json, whoami};
 
 #[derive(Subcommand, Debug)]
@@ -70,6 +72,14 @@ pub(super) async fn run(
         } => {
             let lock = new_lock(&workspace, who, ttl, info);
             let lock = workspaces.lock(&workspace, lock).await?;
+            record(
+                workspaces,
+                AuditAction::Lock,
+                &workspace,
+                (None, None),
+                Some(&lock.id),
+            )
+            .await;
             if json {
                 return print_json(&lock);
             }
@@ -78,6 +88,14 @@ pub(super) async fn run(
         }
         LockCommand::Release { workspace, id } => {
             workspaces.unlock(&workspace, &id).await?;
+            record(
+                workspaces,
+                AuditAction::Unlock,
+                &workspace,
+                (None, None),
+                Some(&id),
+            )
+            .await;
             eprintln!("released the lock on `{workspace}`");
             Ok(())
         }
@@ -86,10 +104,21 @@ pub(super) async fn run(
                 .force_unlock(&workspace, &who.unwrap_or_else(whoami))
                 .await?
             {
-                Some(broken) => eprintln!(
-                    "broke the lock {} of {} on `{workspace}`",
-                    broken.id, broken.who
-                ),
+                Some(broken) => {
+                    let id = Some(broken.id.as_str());
+                    record(
+                        workspaces,
+                        AuditAction::ForceUnlock,
+                        &workspace,
+                        (None, None),
+                        id,
+                    )
+                    .await;
+                    eprintln!(
+                        "broke the lock {} of {} on `{workspace}`",
+                        broken.id, broken.who
+                    )
+                }
                 None => eprintln!("`{workspace}` was not locked"),
             }
             Ok(())

@@ -11,8 +11,10 @@
 //! by an older or unrelated one). The state is written under the destination's lock, read
 //! back and compared by SHA-256 with the source's bytes; with `--with-history` the
 //! destination's kept versions are then made those of the source (same serials, times and
-//! bytes; `Workspaces::replace_history`) and read back too. Both locks are released whatever
-//! happened.
+//! bytes; `Workspaces::replace_history`) and read back too, and the source's audit trail is
+//! added to the destination's (`Audit::merge`: events it lacks, the newest its retention
+//! keeps). The write is recorded in the destination's audit trail. Both locks are released
+//! whatever happened.
 //!
 //! An interrupted run does not block the next one: its locks are recognised. Each lock says
 //! what took it (operation `OperationTypeStateplugMigrate` or `OperationTypeStateplugImport`)
@@ -42,8 +44,11 @@ use stateplug_runtime::Runtime;
 use stateplug_sdk::LockInfo;
 use stateplug_sdk::layout::DEFAULT_WORKSPACE;
 use stateplug_sdk::text::untrusted;
-use stateplug_state::{KeptVersion, StateDoc, WriteOptions, check_workspace};
+use stateplug_state::{
+    AuditAction, AuditEvent, KeptVersion, StateDoc, WriteOptions, check_workspace,
+};
 
+use super::audit::record;
 use super::output::{print_json, whoami};
 
 /// `stateplug migrate`'s arguments.
@@ -58,7 +63,8 @@ pub struct MigrateArgs {
     /// Only this workspace (repeatable; default: every workspace with state).
     #[arg(long = "workspace", value_name = "WS")]
     workspaces: Vec<String>,
-    /// Make the destination's kept versions those of the source.
+    /// Make the destination's kept versions those of the source, and add the source's audit
+    /// trail to the destination's.
     #[arg(long)]
     with_history: bool,
     /// Report what would happen; take no lock, write nothing.
@@ -215,6 +221,8 @@ pub(super) struct SourceState {
     pub data: Vec<u8>,
     /// Its kept versions, oldest first (read only with `--with-history`).
     pub history: Vec<KeptVersion>,
+    /// Its audit trail, oldest first (read only with `--with-history`).
+    pub audit: Vec<AuditEvent>,
 }
 
 /// Where the workspaces come from.
@@ -249,13 +257,21 @@ impl Source<'_> {
                 let Some(state) = workspaces.get(workspace).await.map_err(reading)? else {
                     return Ok(None);
                 };
-                let history = match with_history {
-                    true => workspaces.kept_versions(workspace).await.map_err(reading)?,
-                    false => Vec::new(),
+                let (history, audit) = match with_history {
+                    true => (
+                        workspaces.kept_versions(workspace).await.map_err(reading)?,
+                        workspaces
+                            .audit()
+                            .events(workspace)
+                            .await
+                            .map_err(reading)?,
+                    ),
+                    false => (Vec::new(), Vec::new()),
                 };
                 Ok(Some(SourceState {
                     data: state.data,
                     history,
+                    audit,
                 }))
             }
             Source::Loaded { states, .. } => Ok(states.get(workspace).cloned()),
@@ -404,6 +420,9 @@ pub(super) struct Outcome {
     /// With `--with-history`: the number of kept versions copied.
     #[serde(skip_serializing_if = "Option::is_none")]
     kept_versions: Option<usize>,
+    /// With `--with-history`: the number of the source's audit events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audit_events: Option<usize>,
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
@@ -433,6 +452,7 @@ impl Outcome {
             size: None,
             sha256: None,
             kept_versions: None,
+            audit_events: None,
             reason: None,
             locked_by: None,
             took_over: Vec::new(),
@@ -466,6 +486,7 @@ impl Outcome {
         self.size = Some(source.data.len());
         self.sha256 = Some(sha256_hex(&source.data));
         self.kept_versions = with_history.then_some(source.history.len());
+        self.audit_events = with_history.then_some(source.audit.len());
         self
     }
 
@@ -491,6 +512,10 @@ impl Outcome {
         if let Some(kept) = self.kept_versions {
             let s = if kept == 1 { "" } else { "s" };
             details.push(format!("{kept} kept version{s}"));
+        }
+        if let Some(events) = self.audit_events {
+            let s = if events == 1 { "" } else { "s" };
+            details.push(format!("{events} audit event{s}"));
         }
         for taken in &self.took_over {
             details.push(format!(
@@ -754,7 +779,9 @@ impl Transfer<'_> {
         }
         let (_, kept) = self.dest(workspace).await.ok()?;
         let same = kept.is_some_and(|kept| same_history(&kept, &source.history));
-        Some((source, same))
+        let audit = self.to.audit();
+        let trail_kept = audit.missing(workspace, &source.audit).await.ok()? == 0;
+        Some((source, same && trail_kept))
     }
 
     /// The destination's state, and with `--with-history` its kept versions.
@@ -827,6 +854,15 @@ impl Transfer<'_> {
             );
             return Err(Outcome::refused(workspace, reason));
         }
+        let broken = Some(holder.id.as_str());
+        record(
+            workspaces,
+            AuditAction::ForceUnlock,
+            workspace,
+            (None, None),
+            broken,
+        )
+        .await;
         took_over.push(TakenOver {
             backend: backend.to_string(),
             pid,
@@ -862,8 +898,17 @@ impl Transfer<'_> {
             Plan::Identical => false,
             Plan::Copy => true,
         };
+        let audit = self.to.audit();
+        let trail_missing = match self.with_history {
+            true => match audit.missing(workspace, &source.audit).await {
+                Ok(missing) => missing,
+                Err(e) => return refused(format!("reading its audit trail in `{to}` failed: {e}")),
+            },
+            false => 0,
+        };
         let copy_history = self.with_history
             && (copy_state
+                || trail_missing > 0
                 || !dest_history
                     .as_ref()
                     .is_some_and(|kept| same_history(kept, &source.history)));
@@ -875,12 +920,28 @@ impl Transfer<'_> {
                 lock_id: Some(lock_id.to_string()),
                 force: false,
             };
-            if let Err(e) = self.to.put(workspace, source.data.clone(), &options).await {
-                return match e.holder().cloned() {
-                    Some(holder) => Outcome::locked(workspace, to, holder).of(&source, false),
-                    None => refused(format!("writing it to `{to}` failed: {e}")),
-                };
-            }
+            let written = self
+                .to
+                .put_with_serials(workspace, source.data.clone(), &options)
+                .await;
+            let stored = match written {
+                Ok(stored) => stored,
+                Err(e) => {
+                    return match e.holder().cloned() {
+                        Some(holder) => Outcome::locked(workspace, to, holder).of(&source, false),
+                        None => refused(format!("writing it to `{to}` failed: {e}")),
+                    };
+                }
+            };
+            let serials = (stored.serial_before, Some(stored.serial_after));
+            record(
+                self.to,
+                AuditAction::Write,
+                workspace,
+                serials,
+                Some(lock_id),
+            )
+            .await;
             if let Err(reason) = self.verify_state(workspace, &source.data).await {
                 return refused(reason);
             }
@@ -902,6 +963,19 @@ impl Transfer<'_> {
                     ));
                 }
                 Err(e) => return refused(format!("reading back its kept versions failed: {e}")),
+            }
+            if let Err(e) = audit.merge(workspace, &source.audit).await {
+                return refused(format!("writing its audit trail to `{to}` failed: {e}"));
+            }
+            match audit.missing(workspace, &source.audit).await {
+                Ok(0) => {}
+                Ok(missing) => {
+                    return refused(format!(
+                        "read back, the audit trail in `{to}` lacks {missing} events of \
+                         `{from}`; check the backend, then run again"
+                    ));
+                }
+                Err(e) => return refused(format!("reading back its audit trail failed: {e}")),
             }
         }
         Outcome::new(workspace, Status::Copied).of(&source, self.with_history)

@@ -1,9 +1,10 @@
 //! The `stateplug` command: its arguments, and one module per command (`serve`, `workspace`,
-//! `state`, `lock`, `object`, `kv`, `plugins`, `config`, `migrate`; `export` and `import` in
-//! `archive`), each a thin layer over the library: it opens what the configuration names and
+//! `state`, `lock`, `audit`, `object`, `kv`, `plugins`, `config`, `migrate`; `export` and
+//! `import` in `archive`), each a thin layer over the library: it opens what the configuration names and
 //! prints what the state layer or the runtime answers.
 
 mod archive;
+mod audit;
 mod config;
 mod kv;
 mod lock;
@@ -25,6 +26,7 @@ use stateplug_runtime::{Runtime, RuntimeOptions};
 use stateplug_state::{ObjectError, Objects};
 
 use archive::{ExportArgs, ImportArgs};
+use audit::AuditArgs;
 use config::ConfigCommand;
 use lock::LockCommand;
 pub use logging::init as init_logging;
@@ -75,11 +77,22 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Serve Terraform's HTTP backend protocol at http://ADDR/state/<workspace>.
+    /// Serve Terraform's HTTP backend protocol at http://ADDR/state/<workspace> (https with
+    /// TLS; SIGHUP reloads the TLS files).
     Serve {
         /// Address to listen on (127.0.0.1:0 picks a free port).
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
+        /// Serve https with this certificate chain, PEM (`[server] tls_cert`).
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key, PEM (`[server] tls_key`).
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<PathBuf>,
+        /// Mutual TLS: accept only clients with a certificate signed by these CAs, PEM
+        /// (`[server] client_ca`).
+        #[arg(long, value_name = "FILE")]
+        client_ca: Option<PathBuf>,
     },
     /// Workspaces: one state document each.
     #[command(subcommand)]
@@ -90,6 +103,8 @@ pub enum Command {
     /// Workspace locks.
     #[command(subcommand)]
     Lock(LockCommand),
+    /// The audit trail: who changed which workspace, how and when, newest first.
+    Audit(AuditArgs),
     /// Objects at paths (the object API's key space, apart from the workspaces).
     #[command(subcommand)]
     Object(ObjectCommand),
@@ -109,6 +124,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Load an archive `export` wrote into the backend, under the rules of `migrate`.
     Import(ImportArgs),
+    /// Read a password or token on stdin and print its argon2id hash, for `password` or
+    /// `token` in `[server.users]` / `[server.tokens]`.
+    HashSecret,
 }
 
 /// Instance slots of the runtime of a command other than `serve`: one backend's pool, and the
@@ -144,6 +162,9 @@ pub fn exit_code(error: &anyhow::Error) -> u8 {
 
 /// Runs a parsed command.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Command::HashSecret = args.command {
+        return hash_secret();
+    }
     // A one-shot command opens one backend: reserving the server's instance slots (each with
     // its stack's guard pages) would only slow its start.
     let slots = match &args.command {
@@ -155,9 +176,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ..RuntimeOptions::default()
     })?;
     let json = args.json;
-    let listen = match &args.command {
-        Command::Serve { listen } => listen.clone(),
-        _ => None,
+    let (listen, tls_cert, tls_key, client_ca) = match &args.command {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+            client_ca,
+            ..
+        } => (
+            listen.clone(),
+            tls_cert.clone(),
+            tls_key.clone(),
+            client_ca.clone(),
+        ),
+        _ => Default::default(),
     };
     let overrides = Overrides {
         config_file: args.config.clone(),
@@ -165,6 +197,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         plugin: args.plugin.clone(),
         backend_config: args.backend_config.clone(),
         listen,
+        tls_cert,
+        tls_key,
+        client_ca,
     };
     let load = || Settings::load(&overrides, std::env::vars());
     match args.command {
@@ -194,6 +229,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             state::run(&open(&runtime, &load()?).await?, command, json).await
         }
         Command::Lock(command) => lock::run(&open(&runtime, &load()?).await?, command, json).await,
+        Command::Audit(command) => {
+            audit::run(&open(&runtime, &load()?).await?, command, json).await
+        }
         Command::Object(command) => {
             let objects = Objects::new(load()?.backend.open(&runtime).await?);
             object::run(&objects, command, json).await
@@ -208,12 +246,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let workspaces = open(&runtime, &settings).await?;
             archive::export(&workspaces, &settings.backend.name, command, json).await
         }
+        Command::HashSecret => hash_secret(),
         Command::Import(command) => {
             let settings = load()?;
             let workspaces = open(&runtime, &settings).await?;
             archive::import(&workspaces, &settings.backend.name, command, json).await
         }
     }
+}
+
+/// `hash-secret`: the first line of stdin, hashed.
+fn hash_secret() -> anyhow::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let secret = line.trim_end_matches(['\n', '\r']);
+    anyhow::ensure!(
+        !secret.is_empty(),
+        "no secret on stdin: pipe the password or token in, e.g. `printf %s \"$PASSWORD\" | \
+         stateplug hash-secret`"
+    );
+    println!(
+        "{}",
+        stateplug::access::hash(secret).map_err(anyhow::Error::msg)?
+    );
+    Ok(())
 }
 
 async fn open(runtime: &Runtime, config: &Settings) -> anyhow::Result<BackendWorkspaces> {

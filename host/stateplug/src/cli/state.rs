@@ -7,8 +7,9 @@ use anyhow::bail;
 use clap::Subcommand;
 use stateplug::opening::BackendWorkspaces;
 use stateplug_sdk::layout::DEFAULT_WORKSPACE;
-use stateplug_state::WriteOptions;
+use stateplug_state::{AuditAction, WriteOptions};
 
+use super::audit::record;
 use super::output::{print_json, read_input};
 
 #[derive(Subcommand, Debug)]
@@ -63,7 +64,13 @@ pub(super) async fn run(
         } => {
             let data = read_input(&file)?;
             let options = WriteOptions { lock_id, force };
-            let version = workspaces.put(&workspace, data, &options).await?;
+            let stored = workspaces
+                .put_with_serials(&workspace, data, &options)
+                .await?;
+            let serials = (stored.serial_before, Some(stored.serial_after));
+            let lock_id = options.lock_id.as_deref();
+            record(workspaces, AuditAction::Write, &workspace, serials, lock_id).await;
+            let version = stored.version;
             if force {
                 eprintln!("forced: the lineage and serial checks were skipped");
             }
@@ -98,9 +105,20 @@ pub(super) async fn run(
             serial,
             lock_id,
         } => {
-            let new_serial = workspaces
-                .rollback(&workspace, serial, lock_id.as_deref())
+            let stored = workspaces
+                .rollback_with_serials(&workspace, serial, lock_id.as_deref())
                 .await?;
+            let serials = (stored.serial_before, Some(stored.serial_after));
+            let lock_id = lock_id.as_deref();
+            record(
+                workspaces,
+                AuditAction::Rollback,
+                &workspace,
+                serials,
+                lock_id,
+            )
+            .await;
+            let new_serial = stored.serial_after;
             eprintln!(
                 "workspace `{workspace}` now holds the state of serial {serial}, stored as serial {new_serial}"
             );

@@ -6,7 +6,9 @@ use anyhow::bail;
 use clap::Subcommand;
 use stateplug::opening::BackendWorkspaces;
 use stateplug_sdk::layout::DEFAULT_WORKSPACE;
+use stateplug_state::AuditAction;
 
+use super::audit::record;
 use super::output::print_json;
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +61,17 @@ pub(super) async fn run(
             if workspace == DEFAULT_WORKSPACE {
                 bail!("the default workspace cannot be deleted (it always exists)");
             }
-            workspaces.delete(&workspace, None, force).await?;
+            let serial = workspaces
+                .delete_with_serial(&workspace, None, force)
+                .await?;
+            record(
+                workspaces,
+                AuditAction::Delete,
+                &workspace,
+                (serial, None),
+                None,
+            )
+            .await;
             eprintln!("deleted the state of workspace `{workspace}` (its history is kept)");
             Ok(())
         }

@@ -24,8 +24,37 @@ pub(super) struct ServerFile {
     pub(super) listen: Option<String>,
     pub(super) body_limit: Option<toml::Value>,
     pub(super) kv_sweep_interval: Option<toml::Value>,
+    pub(super) audit_retention: Option<toml::Value>,
+    pub(super) metrics_listen: Option<String>,
+    pub(super) tls_cert: Option<PathBuf>,
+    pub(super) tls_key: Option<PathBuf>,
+    pub(super) client_ca: Option<PathBuf>,
     #[serde(default)]
     pub(super) users: BTreeMap<String, UserFile>,
+    #[serde(default)]
+    pub(super) tokens: BTreeMap<String, TokenFile>,
+    pub(super) oidc: Option<OidcFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OidcFile {
+    pub(super) issuer: String,
+    /// One audience or a list.
+    pub(super) audience: toml::Value,
+    pub(super) jwks_file: PathBuf,
+    pub(super) name_claim: Option<String>,
+    #[serde(default)]
+    pub(super) rules: Vec<ClaimRuleFile>,
+}
+
+/// `{ claims = { project = "web" }, permissions = [...] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClaimRuleFile {
+    #[serde(default)]
+    pub(super) claims: BTreeMap<String, String>,
+    pub(super) permissions: Vec<RuleFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +62,27 @@ pub(super) struct ServerFile {
 pub(super) struct UserFile {
     pub(super) password: Option<String>,
     pub(super) password_env: Option<String>,
+    pub(super) password_file: Option<PathBuf>,
+    pub(super) permissions: Option<Vec<RuleFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokenFile {
+    pub(super) token: Option<String>,
+    pub(super) token_env: Option<String>,
+    pub(super) token_file: Option<PathBuf>,
+    pub(super) permissions: Option<Vec<RuleFile>>,
+}
+
+/// `{ workspaces = "dev-*", allow = ["read", "write"] }` (or `objects = ...`, `kv = ...`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RuleFile {
+    pub(super) workspaces: Option<String>,
+    pub(super) objects: Option<String>,
+    pub(super) kv: Option<String>,
+    pub(super) allow: Vec<String>,
 }
 
 /// The config file in the current directory or the nearest parent that has one.

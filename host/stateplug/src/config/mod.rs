@@ -21,8 +21,19 @@
 //! listen = "127.0.0.1:8080"
 //! body_limit = "256MiB"
 //! kv_sweep_interval = "30s"   # how often expired key-values are deleted
-//! [server.users]
-//! ci = { password_env = "STATEPLUG_CI_PASSWORD" }
+//! audit_retention = 1000      # audit events kept per workspace (by serve and the CLI alike)
+//! metrics_listen = "127.0.0.1:9090" # optional: /healthz, /readyz, /metrics without auth
+//! tls_cert = "cert.pem"       # optional: https with this certificate chain (PEM) ...
+//! tls_key = "key.pem"         # ... and its private key; both reloaded on SIGHUP
+//! client_ca = "ca.pem"        # optional: mutual TLS, clients need a certificate it signed
+//! [server.users.ci]          # also [server.tokens.NAME] with token / token_env / token_file
+//! password_env = "STATEPLUG_CI_PASSWORD"  # or password (plain, argon2 or bcrypt), password_file
+//! permissions = [{ workspaces = "dev-*", allow = ["read", "write", "lock"] }]
+//! [server.oidc]               # JWTs of an issuer, claims mapped to permissions
+//! issuer = "https://gitlab.example.com"
+//! audience = "stateplug"
+//! jwks_file = "jwks.json"
+//! rules = [{ claims = { project = "*" }, permissions = [{ workspaces = "{project}-*", allow = ["write"] }] }]
 //! ```
 
 mod file;
@@ -30,7 +41,6 @@ mod resolve;
 mod show;
 mod values;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -123,8 +133,31 @@ pub struct ServerSettings {
     pub body_limit: usize,
     /// Time between two sweeps of expired key-values (`kv_sweep_interval`).
     pub kv_sweep_interval: Duration,
-    /// Basic-auth users and their passwords; empty means no authentication.
-    pub users: BTreeMap<String, String>,
+    /// Audit events kept per workspace (`audit_retention`, at least 1). Also in every
+    /// backend's state options, so the CLI's own records are pruned alike.
+    pub audit_retention: usize,
+    /// A second address serving `/healthz`, `/readyz` and `/metrics` without auth
+    /// (`metrics_listen`); `None` serves them on `listen` alone.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The users and tokens who may call the server; none (and no `oidc`) means no
+    /// authentication.
+    pub principals: Vec<crate::access::Principal>,
+    /// The OIDC issuer whose JWTs are accepted, and what their claims allow.
+    pub oidc: Option<crate::access::Oidc>,
+    /// TLS (`tls_cert`, `tls_key`, `client_ca`); `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
+}
+
+/// Where `serve`'s TLS files are; they are read when the server starts and on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The certificate chain, PEM, the server's own first (`tls_cert`).
+    pub cert: PathBuf,
+    /// Its private key, PEM (`tls_key`).
+    pub key: PathBuf,
+    /// For mutual TLS: the CA certificates (PEM) a client's certificate must be signed by
+    /// (`client_ca`).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Everything resolved.
@@ -151,4 +184,10 @@ pub struct Overrides {
     pub backend_config: Vec<(String, String)>,
     /// `--listen`.
     pub listen: Option<String>,
+    /// `--tls-cert` (relative to the working directory, like the other TLS flags).
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
+    /// `--client-ca`.
+    pub client_ca: Option<PathBuf>,
 }

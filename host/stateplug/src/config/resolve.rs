@@ -2,19 +2,25 @@
 //! environment, the file or the defaults, in that order.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use jsonwebtoken::jwk::JwkSet;
 use stateplug_runtime::Grants;
-use stateplug_state::{DEFAULT_HISTORY, StateOptions};
+use stateplug_state::{DEFAULT_AUDIT_RETENTION, DEFAULT_HISTORY, StateOptions};
 
-use super::file::{self, FileConfig, ServerFile};
+use super::file::{self, FileConfig, OidcFile, RuleFile, ServerFile};
 use super::values::{
     endpoint_grants, parse_allow_hosts, parse_dirs, parse_duration, parse_size, value_text,
 };
 use super::{
     BackendSettings, DEFAULT_BODY_LIMIT, DEFAULT_KV_SWEEP_INTERVAL, DEFAULT_LISTEN,
     DEFAULT_PLUGIN_DIR, Error, HOST_KEYS, IMPLICIT_BACKEND, IMPLICIT_DIR, Overrides, PluginRef,
-    Result, ServerSettings, Settings, invalid,
+    Result, ServerSettings, Settings, TlsSettings, invalid,
+};
+use crate::access::{
+    ClaimRule, Grant, Kind, Oidc, Pattern, Permission, Permissions, Principal, Rule, RuleTemplate,
+    Secret, Via, fill_with,
 };
 
 impl Settings {
@@ -107,7 +113,9 @@ impl Settings {
             Some(value) => parse_plugin_dirs(value, &base_dir)?,
             None => default_plugin_dirs(&env),
         };
-        let server = resolve_server(&parsed.server, overrides, &env)?;
+        let server = resolve_server(&parsed.server, overrides, &env, &base_dir)?;
+        // The CLI records its own changes too: it prunes to the server's retention.
+        backend.state.audit_retention = server.audit_retention;
         Ok(Settings {
             file,
             backend,
@@ -178,6 +186,7 @@ fn resolve_backend(
     let mut state = StateOptions {
         history: DEFAULT_HISTORY,
         lock_ttl: None,
+        audit_retention: DEFAULT_AUDIT_RETENTION,
     };
     if let Some(dirs) = table.get("dirs") {
         grants.dirs = parse_dirs(dirs, &dir_of("dirs")).map_err(context)?;
@@ -272,6 +281,7 @@ fn resolve_server(
     file: &ServerFile,
     overrides: &Overrides,
     env: &BTreeMap<String, String>,
+    base_dir: &Path,
 ) -> Result<ServerSettings> {
     let listen_text = overrides
         .listen
@@ -297,31 +307,347 @@ fn resolve_server(
              key-values, like 30s (the default)",
         ));
     }
-    let mut users = BTreeMap::new();
-    for (user, source) in &file.users {
-        let password = match (&source.password, &source.password_env) {
-            (Some(password), None) => password.clone(),
-            (None, Some(var)) => env.get(var).cloned().ok_or_else(|| {
+    let audit_retention = match &file.audit_retention {
+        Some(value) => {
+            let text = value_text("server.audit_retention", value)?;
+            text.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
                 invalid(format!(
-                    "user `{user}`: the variable {var} named by `password_env` is not set"
+                    "`server.audit_retention` = `{text}` is not a whole number of at least 1: \
+                     give how many audit events to keep per workspace, like 1000 (the default)"
                 ))
-            })?,
-            _ => {
-                return Err(invalid(format!(
-                    "user `{user}`: give exactly one of `password` and `password_env`"
-                )));
-            }
-        };
-        if password.is_empty() {
-            return Err(invalid(format!("user `{user}` has an empty password")));
+            })?
         }
-        users.insert(user.clone(), password);
-    }
+        None => DEFAULT_AUDIT_RETENTION,
+    };
+    let metrics_listen = match &file.metrics_listen {
+        Some(text) => Some(parse_metrics_listen(text, listen)?),
+        None => None,
+    };
+    let principals = principals(file, env, base_dir)?;
+    let oidc = file
+        .oidc
+        .as_ref()
+        .map(|oidc| resolve_oidc(oidc, base_dir))
+        .transpose()?;
+    let tls = resolve_tls(file, overrides, base_dir)?;
     Ok(ServerSettings {
         listen,
         body_limit,
         kv_sweep_interval,
-        users,
+        audit_retention,
+        metrics_listen,
+        principals,
+        oidc,
+        tls,
+    })
+}
+
+/// `metrics_listen`: an address of its own, since both are bound.
+fn parse_metrics_listen(text: &str, listen: SocketAddr) -> Result<SocketAddr> {
+    let address: SocketAddr = text.parse().map_err(|_| {
+        invalid(format!(
+            "`server.metrics_listen` = `{text}` is not HOST:PORT like 127.0.0.1:9090"
+        ))
+    })?;
+    if address == listen && address.port() != 0 {
+        return Err(invalid(format!(
+            "`server.metrics_listen` = `{text}` is also `listen`: give it another port, or \
+             remove it to serve /metrics (with auth) on `listen` alone"
+        )));
+    }
+    Ok(address)
+}
+
+/// `tls_cert`, `tls_key` and `client_ca`, each from its flag or else the file (whose paths are
+/// relative to it). Only whether they fit together is checked here: `serve` reads the files
+/// (server/tls.rs), so other commands never depend on them.
+fn resolve_tls(
+    file: &ServerFile,
+    overrides: &Overrides,
+    base_dir: &Path,
+) -> Result<Option<TlsSettings>> {
+    let pick = |name: &str, flag: &Option<PathBuf>, in_file: &Option<PathBuf>| {
+        let (given, dir) = match (flag, in_file) {
+            (Some(path), _) => (path, Path::new("")),
+            (None, Some(path)) => (path, base_dir),
+            (None, None) => return Ok(None),
+        };
+        if given.as_os_str().is_empty() {
+            return Err(invalid(format!(
+                "`server.{name}` is empty: give the path of a PEM file, or leave it out"
+            )));
+        }
+        Ok(Some(dir.join(given)))
+    };
+    let cert = pick("tls_cert", &overrides.tls_cert, &file.tls_cert)?;
+    let key = pick("tls_key", &overrides.tls_key, &file.tls_key)?;
+    let client_ca = pick("client_ca", &overrides.client_ca, &file.client_ca)?;
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSettings {
+            cert,
+            key,
+            client_ca,
+        })),
+        (Some(_), None) => Err(invalid(
+            "`server.tls_cert` (--tls-cert) is set but `server.tls_key` (--tls-key) is not: give \
+             the PEM file of the certificate's private key too, or neither for plain HTTP",
+        )),
+        (None, Some(_)) => Err(invalid(
+            "`server.tls_key` (--tls-key) is set but `server.tls_cert` (--tls-cert) is not: give \
+             the PEM file of the certificate chain too, or neither for plain HTTP",
+        )),
+        (None, None) if client_ca.is_some() => Err(invalid(
+            "`server.client_ca` (--client-ca) needs TLS: set `server.tls_cert` and \
+             `server.tls_key` too (client certificates are checked in the TLS handshake)",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The users and tokens of `[server.users]` and `[server.tokens]`.
+fn principals(
+    file: &ServerFile,
+    env: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> Result<Vec<Principal>> {
+    let users = file.users.iter().map(|(name, user)| {
+        let what = format!("user `{name}`");
+        let sources = [
+            ("password", user.password.as_ref().map(SecretSource::Value)),
+            (
+                "password_env",
+                user.password_env.as_ref().map(SecretSource::Env),
+            ),
+            (
+                "password_file",
+                user.password_file.as_ref().map(SecretSource::File),
+            ),
+        ];
+        let secret = secret(&what, &sources, env, base_dir)?;
+        let grant = grant(&what, user.permissions.as_deref())?;
+        Ok(Principal {
+            name: name.clone(),
+            via: Via::Password,
+            secret,
+            grant,
+        })
+    });
+    let tokens = file.tokens.iter().map(|(name, token)| {
+        let what = format!("token `{name}`");
+        if file.users.contains_key(name) {
+            return Err(invalid(format!(
+                "{what} has the name of a user: give users and tokens different names"
+            )));
+        }
+        let sources = [
+            ("token", token.token.as_ref().map(SecretSource::Value)),
+            ("token_env", token.token_env.as_ref().map(SecretSource::Env)),
+            (
+                "token_file",
+                token.token_file.as_ref().map(SecretSource::File),
+            ),
+        ];
+        let secret = secret(&what, &sources, env, base_dir)?;
+        let grant = grant(&what, token.permissions.as_deref())?;
+        Ok(Principal {
+            name: name.clone(),
+            via: Via::Token,
+            secret,
+            grant,
+        })
+    });
+    users.chain(tokens).collect()
+}
+
+/// Where a secret is read from.
+enum SecretSource<'a> {
+    Value(&'a String),
+    Env(&'a String),
+    File(&'a PathBuf),
+}
+
+/// The one secret `sources` give (`(key, source if set)`), read and parsed.
+fn secret(
+    what: &str,
+    sources: &[(&str, Option<SecretSource<'_>>)],
+    env: &BTreeMap<String, String>,
+    base_dir: &Path,
+) -> Result<Secret> {
+    let keys = sources
+        .iter()
+        .map(|(key, _)| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut given = sources
+        .iter()
+        .filter_map(|(key, s)| Some((*key, s.as_ref()?)));
+    let (Some((key, source)), None) = (given.next(), given.next()) else {
+        return Err(invalid(format!("{what}: give exactly one of {keys}")));
+    };
+    let value = match source {
+        SecretSource::Value(value) => (*value).clone(),
+        SecretSource::Env(var) => env.get(*var).cloned().ok_or_else(|| {
+            invalid(format!(
+                "{what}: the variable {var} named by `{key}` is not set"
+            ))
+        })?,
+        SecretSource::File(path) => {
+            let path = base_dir.join(path);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(format!(
+                    "{what}: cannot read `{key}` {}: {e}",
+                    path.display()
+                ))
+            })?;
+            // Files written by `echo` or a secrets manager end in a newline.
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+    };
+    Secret::new(&value).map_err(|reason| invalid(format!("{what}: `{key}` {reason}")))
+}
+
+/// What `permissions = [...]` allows; everything when it is not given.
+fn grant(what: &str, rules: Option<&[RuleFile]>) -> Result<Grant> {
+    let Some(rules) = rules else {
+        return Ok(Grant::Everything);
+    };
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let at = format!("{what}: permissions[{i}]");
+            let (kind, pattern, allow) = rule_parts(&at, rule)?;
+            let pattern =
+                Pattern::new(pattern).map_err(|reason| invalid(format!("{at}: {reason}")))?;
+            Ok(Rule {
+                kind,
+                pattern,
+                allow,
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Grant::Rules)
+}
+
+/// A rule's target, pattern text and permissions, checked.
+fn rule_parts<'a>(at: &str, rule: &'a RuleFile) -> Result<(Kind, &'a String, Permissions)> {
+    let targets = [
+        (Kind::Workspaces, &rule.workspaces),
+        (Kind::Objects, &rule.objects),
+        (Kind::Kv, &rule.kv),
+    ];
+    let mut given = targets
+        .iter()
+        .filter_map(|(kind, pattern)| Some((*kind, pattern.as_ref()?)));
+    let (Some((kind, pattern)), None) = (given.next(), given.next()) else {
+        return Err(invalid(format!(
+            "{at}: give exactly one of `workspaces`, `objects` and `kv` (a pattern like \
+             \"dev-*\")"
+        )));
+    };
+    let allow = rule
+        .allow
+        .iter()
+        .map(|name| {
+            Permission::parse(name).ok_or_else(|| {
+                invalid(format!(
+                    "{at}: `{name}` is not a permission; use read, write, lock or admin"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if allow.is_empty() {
+        return Err(invalid(format!(
+            "{at}: `allow` is empty: name what the rule allows (read, write, lock, admin)"
+        )));
+    }
+    Ok((kind, pattern, Permissions::of(allow)))
+}
+
+/// `[server.oidc]`: the issuer, its keys from `jwks_file`, and the claim rules.
+fn resolve_oidc(file: &OidcFile, base_dir: &Path) -> Result<Oidc> {
+    let audience = match &file.audience {
+        toml::Value::String(one) => vec![one.clone()],
+        toml::Value::Array(many) => many
+            .iter()
+            .map(|v| v.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    if audience.is_empty() || audience.iter().any(String::is_empty) {
+        return Err(invalid(
+            "`server.oidc.audience` must be the audience (`aud`) tokens are issued for, or a \
+             list of them, like \"stateplug\"",
+        ));
+    }
+    let path = base_dir.join(&file.jwks_file);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(format!(
+            "`server.oidc.jwks_file`: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "`server.oidc.jwks_file` {} is not a JWKS ({e}): give the JSON the issuer serves \
+             at its `jwks_uri`",
+            path.display()
+        ))
+    })?;
+    if keys.keys.is_empty() {
+        return Err(invalid(format!(
+            "`server.oidc.jwks_file` {} holds no keys",
+            path.display()
+        )));
+    }
+    let rules = file
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| {
+            let at = format!("server.oidc.rules[{i}]");
+            let claims = rule
+                .claims
+                .iter()
+                .map(|(claim, pattern)| {
+                    let pattern = Pattern::new(pattern)
+                        .map_err(|reason| invalid(format!("{at}: claim `{claim}`: {reason}")))?;
+                    Ok((claim.clone(), pattern))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let permissions = rule
+                .permissions
+                .iter()
+                .enumerate()
+                .map(|(j, permission)| {
+                    let at = format!("{at}: permissions[{j}]");
+                    let (kind, pattern, allow) = rule_parts(&at, permission)?;
+                    // Checked with every placeholder filled, as a token will fill them.
+                    let placeholder = |_: &str| Some("x".to_string());
+                    let filled = fill_with(pattern, placeholder).ok_or_else(|| {
+                        invalid(format!("{at}: `{pattern}` has a `{{` without its `}}`"))
+                    })?;
+                    Pattern::new(&filled).map_err(|reason| invalid(format!("{at}: {reason}")))?;
+                    Ok(RuleTemplate {
+                        kind,
+                        pattern: pattern.clone(),
+                        allow,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(ClaimRule {
+                claims,
+                permissions,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Oidc {
+        issuer: file.issuer.clone(),
+        audience,
+        keys,
+        name_claim: file.name_claim.clone().unwrap_or_else(|| "sub".into()),
+        rules,
     })
 }
 
@@ -356,6 +682,20 @@ mod tests {
                 .ends_with(".stateplug/state")
         );
         assert_eq!(config.server.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.server.audit_retention, DEFAULT_AUDIT_RETENTION);
+        assert_eq!(
+            config.backend.state.audit_retention,
+            DEFAULT_AUDIT_RETENTION
+        );
+    }
+
+    /// The server's retention is the backend's too: the CLI prunes the trail alike.
+    #[test]
+    fn audit_retention_reaches_the_backend() {
+        let file = "[backends.a]\nplugin = \"memory\"\n[server]\naudit_retention = 3\n";
+        let config = load(Some(file), &[], Overrides::default()).unwrap();
+        assert_eq!(config.server.audit_retention, 3);
+        assert_eq!(config.backend.state.audit_retention, 3);
     }
 
     #[test]
@@ -410,6 +750,14 @@ mod tests {
             ),
             ("[server]\nlisten = \"localhost\"\n", "is not HOST:PORT"),
             (
+                "[server]\nmetrics_listen = \"localhost\"\n",
+                "`server.metrics_listen` = `localhost` is not HOST:PORT",
+            ),
+            (
+                "[server]\nlisten = \"127.0.0.1:8080\"\nmetrics_listen = \"127.0.0.1:8080\"\n",
+                "is also `listen`",
+            ),
+            (
                 "[server]\nkv_sweep_interval = \"often\"\n",
                 "`server.kv_sweep_interval` = `often` is not a duration",
             ),
@@ -418,8 +766,80 @@ mod tests {
                 "kv_sweep_interval` = `0s`",
             ),
             (
+                "[server]\naudit_retention = 0\n",
+                "`server.audit_retention` = `0` is not a whole number of at least 1",
+            ),
+            (
+                "[server]\naudit_retention = \"lots\"\n",
+                "`server.audit_retention` = `lots` is not a whole number",
+            ),
+            (
                 "[server.users.ci]\npassword_env = \"NOPE\"\n",
                 "NOPE named by `password_env` is not set",
+            ),
+            (
+                "[server]\ntls_cert = \"cert.pem\"\n",
+                "`server.tls_cert` (--tls-cert) is set but `server.tls_key` (--tls-key) is not",
+            ),
+            (
+                "[server]\ntls_key = \"key.pem\"\n",
+                "`server.tls_key` (--tls-key) is set but `server.tls_cert` (--tls-cert) is not",
+            ),
+            (
+                "[server]\nclient_ca = \"ca.pem\"\n",
+                "`server.client_ca` (--client-ca) needs TLS",
+            ),
+            (
+                "[server]\ntls_cert = \"\"\ntls_key = \"key.pem\"\n",
+                "`server.tls_cert` is empty",
+            ),
+            ("[server]\ntls_cert = 1\n", "tls_cert"),
+            (
+                "[server.users.ci]\npassword = \"a\"\npassword_env = \"B\"\n",
+                "user `ci`: give exactly one of `password`, `password_env`, `password_file`",
+            ),
+            (
+                "[server.users.ci]\npassword = \"\"\n",
+                "user `ci`: `password` is empty",
+            ),
+            (
+                "[server.users.ci]\npassword = \"$argon2id$v=19$bad\"\n",
+                "user `ci`: `password` looks like an argon2 hash but does not parse",
+            ),
+            (
+                "[server.tokens.ci]\ntoken_file = \"missing.txt\"\n",
+                "token `ci`: cannot read `token_file`",
+            ),
+            (
+                "[server.users.ci]\npassword = \"a\"\n[server.tokens.ci]\ntoken = \"b\"\n",
+                "token `ci` has the name of a user",
+            ),
+            (
+                "[server.oidc]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"nope.json\"\n",
+                "`server.oidc.jwks_file`: cannot read",
+            ),
+            (
+                "[server.oidc]\nissuer = \"i\"\naudience = []\njwks_file = \"k.json\"\n",
+                "`server.oidc.audience` must be the audience",
+            ),
+            (
+                "[server.users.ci]\npassword = \"a\"\npermissions = [{ allow = [\"read\"] }]\n",
+                "user `ci`: permissions[0]: give exactly one of `workspaces`, `objects` and `kv`",
+            ),
+            (
+                "[server.users.ci]\npassword = \"a\"\n\
+                 permissions = [{ workspaces = \"*\", allow = [\"rw\"] }]\n",
+                "user `ci`: permissions[0]: `rw` is not a permission",
+            ),
+            (
+                "[server.users.ci]\npassword = \"a\"\n\
+                 permissions = [{ kv = \"a\", allow = [] }]\n",
+                "`allow` is empty",
+            ),
+            (
+                "[server.users.ci]\npassword = \"a\"\n\
+                 permissions = [{ objects = \"[a\", allow = [\"read\"] }]\n",
+                "user `ci`: permissions[0]: `[a` is not a pattern",
             ),
         ];
         for (text, expected) in cases {
@@ -428,6 +848,40 @@ mod tests {
                 .to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn tls_files_are_relative_to_the_config_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_FILE);
+        let text = "[server]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
+                    client_ca = \"/etc/ca.pem\"\n";
+        std::fs::write(&path, text).unwrap();
+        let overrides = Overrides {
+            config_file: Some(path),
+            ..Overrides::default()
+        };
+        let tls = Settings::load(&overrides, []).unwrap().server.tls.unwrap();
+        assert_eq!(tls.cert, dir.path().join("tls/cert.pem"));
+        assert_eq!(tls.key, dir.path().join("tls/key.pem"));
+        assert_eq!(tls.client_ca.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let flags = Overrides {
+            tls_key: Some("other.pem".into()),
+            ..overrides
+        };
+        let tls = Settings::load(&flags, []).unwrap().server.tls.unwrap();
+        assert_eq!(
+            tls.key,
+            Path::new("other.pem"),
+            "a flag's path stays relative to the cwd"
+        );
+        assert!(
+            load(None, &[], Overrides::default())
+                .unwrap()
+                .server
+                .tls
+                .is_none()
+        );
     }
 
     #[test]

@@ -17,7 +17,10 @@ use serde::Deserialize;
 use stateplug_runtime::Backend;
 use stateplug_state::{Change, Expect, Kv, KvError, MAX_BATCH, MAX_TTL, check_namespace};
 
+use crate::access::{Caller, Permission, Target};
+
 use super::AppState;
+use super::auth::{CallerOf, forbidden};
 use super::body::verify_content_md5;
 use super::respond::{finish, json, kv_error_response, not_allowed, text};
 
@@ -90,6 +93,7 @@ pub(super) async fn missing_key(Path(namespace): Path<String>) -> Response {
 /// `/api/v1/kv/<ns>/<key>`: GET, HEAD, PUT (`?ttl=`), PATCH (`?ttl=`) and DELETE.
 pub(super) async fn key_request(
     State(shared): State<Arc<AppState>>,
+    axum::Extension(caller): CallerOf,
     method: Method,
     Path((namespace, key)): Path<(String, String)>,
     Query(query): Query<Vec<(String, String)>>,
@@ -97,6 +101,9 @@ pub(super) async fn key_request(
     body: Bytes,
 ) -> Response {
     let read = matches!(method, Method::GET | Method::HEAD);
+    if let Some(refused) = refusal(&caller, read, &namespace) {
+        return refused;
+    }
     let work = async move {
         let kv = kv(&shared);
         let result = match method.as_str() {
@@ -120,12 +127,20 @@ pub(super) async fn key_request(
 /// `/api/v1/kv/<ns>`: GET (list), DELETE (clear), POST `?op=batch-get|batch-set|transaction`.
 pub(super) async fn namespace_request(
     State(shared): State<Arc<AppState>>,
+    axum::Extension(caller): CallerOf,
     method: Method,
     Path(namespace): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
     body: Bytes,
 ) -> Response {
     let read = matches!(method, Method::GET | Method::HEAD);
+    let batch_get = method == Method::POST
+        && query
+            .iter()
+            .any(|(key, value)| key == "op" && value == "batch-get");
+    if let Some(refused) = refusal(&caller, read || batch_get, &namespace) {
+        return refused;
+    }
     let work = async move {
         let kv = kv(&shared);
         let result = match method.as_str() {
@@ -144,6 +159,19 @@ pub(super) async fn namespace_request(
         result.unwrap_or_else(Failure::into_response)
     };
     finish(read, work).await
+}
+
+/// The 403 when the caller lacks `read` or `write` (as the request needs) on the namespace.
+fn refusal(caller: &Caller, read: bool, namespace: &str) -> Option<Response> {
+    let permission = if read {
+        Permission::Read
+    } else {
+        Permission::Write
+    };
+    caller
+        .require(permission, Target::namespace(namespace))
+        .err()
+        .map(forbidden)
 }
 
 /// Why a key-value request failed.

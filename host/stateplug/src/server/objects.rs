@@ -15,7 +15,10 @@ use stateplug_runtime::Backend;
 use stateplug_sdk::{LockInfo, Precondition};
 use stateplug_state::{MAX_PAGE, ObjectError, Objects};
 
+use crate::access::{Permission, Target};
+
 use super::AppState;
+use super::auth::{CallerOf, forbidden};
 use super::body::verify_content_md5;
 use super::respond::{finish, json, not_allowed, object_error_response, text};
 
@@ -30,9 +33,11 @@ fn objects(shared: &AppState) -> Objects<Backend> {
     Objects::new(shared.workspaces.store().clone())
 }
 
-/// `GET /api/v1/objects?prefix=P&cursor=C&limit=N`: one page of the paths under `P`.
+/// `GET /api/v1/objects?prefix=P&cursor=C&limit=N`: one page of the paths under `P`, less
+/// those the caller may not read (so a page may hold fewer than `limit`).
 pub(super) async fn listing(
     State(shared): State<Arc<AppState>>,
+    axum::Extension(caller): CallerOf,
     method: Method,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
@@ -51,7 +56,13 @@ pub(super) async fn listing(
         .list(&prefix, cursor.as_deref(), limit)
         .await
     {
-        Ok(page) => json(StatusCode::OK, &page),
+        Ok(mut page) => {
+            // Listed paths are relative to the prefix; rules match whole paths.
+            page.paths.retain(|path| {
+                caller.may(Permission::Read, Target::object(&format!("{prefix}{path}")))
+            });
+            json(StatusCode::OK, &page)
+        }
         Err(e) => object_error_response(e),
     }
 }
@@ -109,12 +120,24 @@ pub(super) async fn missing_path() -> Response {
 /// `/api/v1/objects/<path>`: GET, HEAD, PUT, DELETE, LOCK and UNLOCK.
 pub(super) async fn object_request(
     State(shared): State<Arc<AppState>>,
+    axum::Extension(caller): CallerOf,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let needed = match method.as_str() {
+        "GET" | "HEAD" => Some(Permission::Read),
+        "PUT" | "DELETE" => Some(Permission::Write),
+        "LOCK" | "UNLOCK" => Some(Permission::Lock),
+        _ => None,
+    };
+    if let Some(permission) = needed
+        && let Err(denied) = caller.require(permission, Target::object(&path))
+    {
+        return forbidden(denied);
+    }
     let read = matches!(method, Method::GET | Method::HEAD);
     // A read may stop with its client; a change runs to its end in a task of its own.
     finish(

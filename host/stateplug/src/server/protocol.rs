@@ -12,9 +12,10 @@ use stateplug_sdk::LockInfo;
 use stateplug_state::WriteOptions;
 
 use super::AppState;
-use super::auth::basic_credentials;
+use super::auth::{CallerOf, forbidden};
 use super::body::verify_content_md5;
 use super::respond::{error_response, finish, json, text};
+use crate::access::{Caller, Denied, Permission, Target};
 use crate::opening::{BackendWorkspaces, StateError};
 
 /// The methods `/state/<workspace>` answers.
@@ -22,6 +23,7 @@ const STATE_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, LOCK, UNLOCK";
 
 pub(super) async fn state_request(
     State(shared): State<Arc<AppState>>,
+    axum::Extension(caller): CallerOf,
     method: Method,
     Path(workspace): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -32,7 +34,7 @@ pub(super) async fn state_request(
     // A read may stop with its client; a change runs to its end in a task of its own.
     finish(
         read,
-        handle_state(shared, method, workspace, query, headers, body),
+        handle_state(shared, caller, method, workspace, query, headers, body),
     )
     .await
 }
@@ -42,7 +44,15 @@ enum Failure {
     BadRequest(String),
     /// An UNLOCK by someone who does not hold the lock.
     NotHolder(Box<LockInfo>),
+    /// The caller lacks the permission.
+    Denied(Denied),
     State(StateError),
+}
+
+impl From<Denied> for Failure {
+    fn from(denied: Denied) -> Self {
+        Failure::Denied(denied)
+    }
 }
 
 impl From<StateError> for Failure {
@@ -53,6 +63,7 @@ impl From<StateError> for Failure {
 
 async fn handle_state(
     shared: Arc<AppState>,
+    caller: Arc<Caller>,
     method: Method,
     workspace: String,
     query: HashMap<String, String>,
@@ -67,7 +78,19 @@ async fn handle_state(
         return text(StatusCode::BAD_REQUEST, reason);
     }
     let lock_id = query.get("ID").filter(|id| !id.is_empty()).cloned();
-    let user = basic_credentials(&headers).map(|(user, _)| user);
+    // UNLOCK checks its own: releasing one's lock needs `lock`, breaking one `admin`.
+    let needed = match method.as_str() {
+        "GET" | "HEAD" => Some(Permission::Read),
+        "POST" | "PUT" => Some(Permission::Write),
+        "DELETE" => Some(Permission::Admin),
+        "LOCK" | "UNLOCK" => Some(Permission::Lock),
+        _ => None,
+    };
+    if let Some(permission) = needed
+        && let Err(denied) = caller.require(permission, Target::workspace(&workspace))
+    {
+        return forbidden(denied);
+    }
     let result = match method.as_str() {
         "GET" | "HEAD" => match workspaces.get(&workspace).await {
             Ok(Some(object)) => {
@@ -100,7 +123,7 @@ async fn handle_state(
                 .map_err(Failure::from)
         }
         "LOCK" => lock(workspaces, &workspace, &body).await,
-        "UNLOCK" => unlock(workspaces, &workspace, &body, user.as_deref())
+        "UNLOCK" => unlock(workspaces, &workspace, &body, &caller)
             .await
             .map_err(not_holder),
         _ => {
@@ -116,11 +139,17 @@ async fn handle_state(
             return response;
         }
     };
+    if let Err(Failure::State(e)) = &result
+        && e.is_locked()
+    {
+        super::metrics::lock_conflict(&method);
+    }
     match result {
         Ok(()) => StatusCode::OK.into_response(),
         Err(Failure::BadRequest(reason)) => text(StatusCode::BAD_REQUEST, reason),
         // Terraform reads 409 with the holder's LockInfo as "locked by someone else".
         Err(Failure::NotHolder(holder)) => json(StatusCode::CONFLICT, &holder),
+        Err(Failure::Denied(denied)) => forbidden(denied),
         Err(Failure::State(e)) => error_response(e),
     }
 }
@@ -156,15 +185,18 @@ async fn lock(workspaces: &BackendWorkspaces, workspace: &str, body: &[u8]) -> R
 }
 
 /// UNLOCK with the holder's LockInfo releases the lock. An empty body (Terraform's
-/// `force-unlock`) or a body with only the ID (OpenTofu's) breaks it, logged at warn.
+/// `force-unlock`) or a body with only the ID (OpenTofu's) breaks it (`admin` only), logged
+/// at warn.
 async fn unlock(
     workspaces: &BackendWorkspaces,
     workspace: &str,
     body: &[u8],
-    user: Option<&str>,
+    caller: &Caller,
 ) -> Result<(), Failure> {
-    let who = format!("{} via HTTP force-unlock", user.unwrap_or("anonymous"));
+    let who = format!("{} via HTTP force-unlock", caller.label());
+    let force = || caller.require(Permission::Admin, Target::workspace(workspace));
     if body.iter().all(u8::is_ascii_whitespace) {
+        force()?;
         workspaces.force_unlock(workspace, &who).await?;
         return Ok(());
     }
@@ -172,6 +204,7 @@ async fn unlock(
         .map_err(|e| Failure::BadRequest(format!("the body is not LockInfo JSON ({e})")))?;
     let info = parse_lock(body)?;
     if fields.len() == 1 && fields.contains_key("ID") {
+        force()?;
         return match workspaces.lock_info(workspace).await? {
             Some(holder) if holder.id != info.id => Err(Failure::NotHolder(Box::new(holder))),
             Some(_) => Ok(workspaces.force_unlock(workspace, &who).await.map(|_| ())?),

@@ -1,5 +1,5 @@
-//! The routes, and the layers every request passes: request ids in the log, Basic auth, the
-//! body limit.
+//! The routes, and the layers every request passes: the HTTP metrics, request ids in the log,
+//! Basic auth, the body limit. `/healthz` and `/readyz` skip auth and the body limit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,11 +13,12 @@ use axum::routing::{any, get};
 use tracing::Instrument;
 
 use super::respond::text;
-use super::{AppState, api, auth, body, kv, objects, protocol};
+use super::{AppState, api, auth, body, health, kv, metrics, objects, protocol};
 
-/// The router: Terraform's protocol, the JSON API, auth, request ids and the body limit.
+/// The router: Terraform's protocol, the JSON API, `/metrics`, auth, request ids and the body
+/// limit; and the health checks, without auth.
 pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
-    Router::new()
+    let authenticated = Router::new()
         .route("/state/{workspace}", any(protocol::state_request))
         .route("/state/", any(missing_workspace))
         .route("/api/workspaces", get(api::workspaces))
@@ -27,6 +28,7 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
             "/api/workspaces/{workspace}/broken-locks",
             get(api::broken_locks),
         )
+        .route("/api/v1/audit", get(api::audit))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/objects", any(objects::listing))
         .route("/api/v1/objects/", any(objects::missing_path))
@@ -36,6 +38,8 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/kv/{namespace}", any(kv::namespace_request))
         .route("/api/v1/kv/{namespace}/", any(kv::missing_key))
         .route("/api/v1/kv/{namespace}/{*key}", any(kv::key_request))
+        // Behind the auth layer, for administrators (`metrics_listen` serves it without auth).
+        .route("/metrics", get(metrics::render_for_admins))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -46,8 +50,26 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
             shared.clone(),
             auth::authenticate,
         ))
+        .with_state(shared.clone());
+    // Layers apply to the routes they are added to: merged after the auth layer, the health
+    // checks are not behind it.
+    observed(authenticated.merge(health::routes(shared)))
+}
+
+/// The router of `metrics_listen`: the health checks and `/metrics`, all without auth (that
+/// address is for the monitoring network only).
+pub fn metrics_router(shared: Arc<AppState>) -> Router {
+    let routes = health::routes(shared)
+        .route("/metrics", get(metrics::render))
+        .fallback(not_on_metrics_address);
+    observed(routes)
+}
+
+/// Every request is counted, timed and logged with an id.
+fn observed(router: Router) -> Router {
+    router
         .layer(middleware::from_fn(request_log))
-        .with_state(shared)
+        .layer(middleware::from_fn(metrics::record_request))
 }
 
 /// Every request gets an id, carried by its log lines.
@@ -76,6 +98,15 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at \
          /api/workspaces and /api/locks; objects at /api/v1/objects/<path>; key-values at \
-         /api/v1/kv/<namespace>/<key>; all of /api/ is described at /api/v1/openapi.json",
+         /api/v1/kv/<namespace>/<key>; all of /api/ is described at /api/v1/openapi.json; \
+         health checks at /healthz and /readyz, metrics at /metrics",
+    )
+}
+
+async fn not_on_metrics_address() -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        "no such endpoint: this is the metrics address (`metrics_listen`), which serves \
+         /healthz, /readyz and /metrics only; the rest is on the `listen` address",
     )
 }

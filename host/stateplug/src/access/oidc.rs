@@ -1,0 +1,207 @@
+//! OIDC job tokens: a JWT given as the Basic-auth password (how CI systems pass theirs) or as
+//! a Bearer token, checked against the issuer's keys (a JWKS) with issuer, audience and
+//! expiry, its claims mapped to permissions by the config's rules.
+//!
+//! A rule applies when each of its `claims` matches (a pattern over the claim's text); its
+//! permission patterns may name claims, `{project}-*`, filled with the claim's value (glob
+//! characters in it escaped, so a claim never widens a rule).
+
+use std::collections::BTreeMap;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::{Caller, Grant, Kind, Pattern, Permissions, Rule, Unauthenticated, Via};
+
+/// A permission rule whose pattern may name claims.
+#[derive(Debug, Clone)]
+pub struct RuleTemplate {
+    /// Workspaces, objects or namespaces.
+    pub kind: Kind,
+    /// The pattern, `{claim}` placeholders included.
+    pub pattern: String,
+    /// What it allows.
+    pub allow: Permissions,
+}
+
+/// `claims = { ... }` and the permissions given when they match.
+#[derive(Debug, Clone)]
+pub struct ClaimRule {
+    /// Claim name and the pattern its value must match.
+    pub claims: Vec<(String, Pattern)>,
+    /// What the rule grants.
+    pub permissions: Vec<RuleTemplate>,
+}
+
+/// The `[server.oidc]` settings: whom to trust, and what their tokens may do.
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// The `iss` tokens must carry.
+    pub issuer: String,
+    /// The `aud` values accepted (a token must carry one of them).
+    pub audience: Vec<String>,
+    /// The issuer's public keys.
+    pub keys: JwkSet,
+    /// The claim that names the caller (`sub` by default).
+    pub name_claim: String,
+    /// Claims to permissions.
+    pub rules: Vec<ClaimRule>,
+}
+
+/// Whether `secret` has a JWT's shape (three base64url parts, a header naming `alg`), so it
+/// is checked as one rather than as a password.
+pub fn looks_like_jwt(secret: &str) -> bool {
+    secret.split('.').count() == 3 && jsonwebtoken::decode_header(secret).is_ok()
+}
+
+impl Oidc {
+    /// The caller a JWT stands for, or why it is refused (never quoting the token).
+    pub fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
+        let refused = |why: String| Unauthenticated(format!("the OIDC token is refused: {why}"));
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| refused(format!("its header does not parse ({e})")))?;
+        // Shared-secret algorithms would let anyone who reads the JWKS sign tokens.
+        if matches!(
+            header.alg,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        ) {
+            return Err(refused(format!(
+                "it is signed with {:?}, a shared-secret algorithm; only the issuer's public \
+                 keys are trusted",
+                header.alg
+            )));
+        }
+        let jwk = match &header.kid {
+            Some(kid) => self.keys.find(kid).ok_or_else(|| {
+                refused(format!(
+                    "its key id `{}` is not among the issuer's keys; if the issuer rotated its \
+                     keys, update the JWKS",
+                    stateplug_sdk::text::bounded(kid, 100)
+                ))
+            })?,
+            None if self.keys.keys.len() == 1 => &self.keys.keys[0],
+            None => return Err(refused("it names no key id (`kid`)".into())),
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| refused(format!("the issuer's key does not load ({e})")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&self.audience);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, &validation)
+            .map_err(|e| refused(reason(&e)))?;
+        let claims = data.claims;
+        let name = claim_text(&claims, &self.name_claim).ok_or_else(|| {
+            refused(format!(
+                "it has no `{}` claim to name the caller",
+                self.name_claim
+            ))
+        })?;
+        Ok(Caller {
+            name: stateplug_sdk::text::bounded(&name, 200).into_owned(),
+            via: Via::Oidc,
+            grant: Grant::Rules(self.grant(&claims)),
+            client: None,
+        })
+    }
+
+    /// The rules the claims earn, with claims filled into their patterns.
+    fn grant(&self, claims: &BTreeMap<String, Value>) -> Vec<Rule> {
+        let mut granted = Vec::new();
+        for rule in &self.rules {
+            let applies = rule.claims.iter().all(|(claim, pattern)| {
+                claim_text(claims, claim).is_some_and(|value| pattern.matches(&value))
+            });
+            if !applies {
+                continue;
+            }
+            for template in &rule.permissions {
+                // A placeholder whose claim is missing leaves the rule out.
+                if let Some(pattern) =
+                    fill(&template.pattern, claims).and_then(|text| Pattern::new(&text).ok())
+                {
+                    granted.push(Rule {
+                        kind: template.kind,
+                        pattern,
+                        allow: template.allow,
+                    });
+                }
+            }
+        }
+        granted
+    }
+}
+
+/// A claim as text: strings as they are, numbers and booleans printed.
+fn claim_text(claims: &BTreeMap<String, Value>, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `pattern` with each `{claim}` replaced by the claim's value, glob characters escaped;
+/// `None` when a named claim is missing.
+fn fill(pattern: &str, claims: &BTreeMap<String, Value>) -> Option<String> {
+    fill_with(pattern, |name| claim_text(claims, name))
+}
+
+/// `pattern` with each `{name}` replaced by `value(name)`, glob characters escaped; `None`
+/// when a value is missing or a `{` is not closed.
+pub fn fill_with(pattern: &str, value: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find('{') {
+        let end = start + rest[start..].find('}')?;
+        out.push_str(&rest[..start]);
+        for c in value(&rest[start + 1..end])?.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '{' | '}' | '\\' | '!') {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// What is wrong with a token, in words an operator acts on.
+fn reason(error: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        ErrorKind::ExpiredSignature => "it has expired (`exp`)".into(),
+        ErrorKind::ImmatureSignature => "it is not valid yet (`nbf`)".into(),
+        ErrorKind::InvalidIssuer => "its issuer (`iss`) is not the configured issuer".into(),
+        ErrorKind::InvalidAudience => "its audience (`aud`) is not the configured audience".into(),
+        ErrorKind::InvalidSignature => "its signature does not match the issuer's key".into(),
+        ErrorKind::MissingRequiredClaim(claim) => format!("it has no `{claim}` claim"),
+        ErrorKind::InvalidAlgorithm => {
+            "its algorithm does not match the issuer's key for its key id".into()
+        }
+        other => format!("it does not verify ({other:?})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_fill_patterns_escaped_and_missing_claims_leave_the_rule_out() {
+        let claims: BTreeMap<String, Value> = serde_json::from_value(serde_json::json!({
+            "project": "web", "sneaky": "*", "id": 42
+        }))
+        .unwrap();
+        assert_eq!(fill("{project}-*", &claims).unwrap(), "web-*");
+        assert_eq!(fill("ci-{id}", &claims).unwrap(), "ci-42");
+        let escaped = fill("{sneaky}", &claims).unwrap();
+        let pattern = Pattern::new(&escaped).unwrap();
+        assert!(pattern.matches("*") && !pattern.matches("prod"));
+        assert_eq!(fill("{missing}-*", &claims), None);
+        assert_eq!(fill("plain", &claims).unwrap(), "plain");
+    }
+}

@@ -201,6 +201,46 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
         .await;
     admin.expect("UNLOCK", "/state/dev-eu", "", 200).await;
     assert!(ci.expect("GET", "/api/locks", "", 200).await.contains("[]"));
+    // Every change is in the audit trail: who, from where, which lock, serials.
+    let trail: Value = serde_json::from_str(
+        &admin
+            .expect("GET", "/api/v1/audit?workspace=dev-eu", "", 200)
+            .await,
+    )
+    .unwrap();
+    let seen: Vec<(String, String, String)> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            let text = |key: &str| e[key].as_str().unwrap_or("-").to_string();
+            assert!(text("client").starts_with("127.0.0.1:"), "{e}");
+            (text("action"), text("actor"), text("lock_id"))
+        })
+        .collect();
+    let expected = [
+        ("write", "user:admin", "-"),
+        ("lock", "user:ci", "ci-1"),
+        ("write", "user:ci", "ci-1"),
+        ("unlock", "user:ci", "ci-1"),
+        ("lock", "user:ci", "ci-2"),
+        ("force-unlock", "user:admin", "ci-2"),
+    ];
+    let expected: Vec<_> = expected
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(seen, expected);
+    let ci_write = &trail["events"][3];
+    assert_eq!(
+        (
+            ci_write["serial_before"].as_u64(),
+            ci_write["serial_after"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+
     // Listings show only what the caller may read.
     assert_eq!(ci.workspace_names().await, ["dev-eu", "prod"]);
     assert_eq!(

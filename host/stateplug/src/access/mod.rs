@@ -304,6 +304,17 @@ impl Caller {
         }
     }
 
+    /// How the audit trail names the caller: `user:ci`, `token:deploy`, `oidc:<subject>`,
+    /// `anonymous`.
+    pub fn actor(&self) -> String {
+        match self.via {
+            Via::Nobody => "anonymous".into(),
+            Via::Password => format!("user:{}", self.name),
+            Via::Token => format!("token:{}", self.name),
+            Via::Oidc => format!("oidc:{}", self.name),
+        }
+    }
+
     /// Whether the caller may do `permission` on `target`.
     pub fn may(&self, permission: Permission, target: Target<'_>) -> bool {
         self.grant.on(target).allows(permission)

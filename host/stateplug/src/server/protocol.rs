@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stateplug_sdk::LockInfo;
-use stateplug_state::WriteOptions;
+use stateplug_state::{AuditAction, AuditEvent, WriteOptions};
 
 use super::AppState;
 use super::auth::{CallerOf, forbidden};
@@ -91,7 +91,9 @@ async fn handle_state(
     {
         return forbidden(denied);
     }
-    let result = match method.as_str() {
+    // What a change did, for the audit trail.
+    let event = |action| AuditEvent::new(action, &workspace, &caller.actor());
+    let result: Result<Option<AuditEvent>, Failure> = match method.as_str() {
         "GET" | "HEAD" => match workspaces.get(&workspace).await {
             Ok(Some(object)) => {
                 return ([(header::CONTENT_TYPE, "application/json")], object.data).into_response();
@@ -110,21 +112,31 @@ async fn handle_state(
                 force: false,
             };
             workspaces
-                .put(&workspace, body.to_vec(), &options)
+                .put_with_serials(&workspace, body.to_vec(), &options)
                 .await
-                .map(|_| ())
+                .map(|stored| {
+                    Some(
+                        event(AuditAction::Write)
+                            .with_serials(stored.serial_before, Some(stored.serial_after))
+                            .with_lock_id(options.lock_id.as_deref()),
+                    )
+                })
                 .map_err(Failure::from)
         }
         "DELETE" => {
             let force = query.get("force").is_some_and(|v| v == "true");
             workspaces
-                .delete(&workspace, lock_id.as_deref(), force)
+                .delete_with_serial(&workspace, lock_id.as_deref(), force)
                 .await
+                .map(|serial| Some(event(AuditAction::Delete).with_serials(serial, None)))
                 .map_err(Failure::from)
         }
-        "LOCK" => lock(workspaces, &workspace, &body).await,
+        "LOCK" => lock(workspaces, &workspace, &body)
+            .await
+            .map(|taken| taken.map(|id| event(AuditAction::Lock).with_lock_id(Some(&id)))),
         "UNLOCK" => unlock(workspaces, &workspace, &body, &caller)
             .await
+            .map(|done| done.map(|(action, id)| event(action).with_lock_id(Some(&id))))
             .map_err(not_holder),
         _ => {
             let mut response = text(
@@ -145,7 +157,16 @@ async fn handle_state(
         super::metrics::lock_conflict(&method);
     }
     match result {
-        Ok(()) => StatusCode::OK.into_response(),
+        Ok(change) => {
+            if let Some(change) = change {
+                let change = match caller.client {
+                    Some(client) => change.with_client(client.to_string()),
+                    None => change,
+                };
+                workspaces.audit().record(&change).await;
+            }
+            StatusCode::OK.into_response()
+        }
         Err(Failure::BadRequest(reason)) => text(StatusCode::BAD_REQUEST, reason),
         // Terraform reads 409 with the holder's LockInfo as "locked by someone else".
         Err(Failure::NotHolder(holder)) => json(StatusCode::CONFLICT, &holder),
@@ -173,32 +194,37 @@ fn parse_lock(body: &[u8]) -> Result<LockInfo, Failure> {
     })
 }
 
-async fn lock(workspaces: &BackendWorkspaces, workspace: &str, body: &[u8]) -> Result<(), Failure> {
+/// LOCK; the id of the lock taken, `None` when the caller held it already.
+async fn lock(
+    workspaces: &BackendWorkspaces,
+    workspace: &str,
+    body: &[u8],
+) -> Result<Option<String>, Failure> {
     let info = parse_lock(body)?;
     let id = info.id.clone();
     match workspaces.lock(workspace, info).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(Some(id)),
         // Asking again for a lock one already holds is not a conflict.
-        Err(e) if e.holder().is_some_and(|holder| holder.id == id) => Ok(()),
+        Err(e) if e.holder().is_some_and(|holder| holder.id == id) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
 
 /// UNLOCK with the holder's LockInfo releases the lock. An empty body (Terraform's
 /// `force-unlock`) or a body with only the ID (OpenTofu's) breaks it (`admin` only), logged
-/// at warn.
+/// at warn. Returns what it did to which lock id; `None` when there was nothing to release.
 async fn unlock(
     workspaces: &BackendWorkspaces,
     workspace: &str,
     body: &[u8],
     caller: &Caller,
-) -> Result<(), Failure> {
+) -> Result<Option<(AuditAction, String)>, Failure> {
     let who = format!("{} via HTTP force-unlock", caller.label());
     let force = || caller.require(Permission::Admin, Target::workspace(workspace));
+    let broke = |broken: Option<LockInfo>| broken.map(|lock| (AuditAction::ForceUnlock, lock.id));
     if body.iter().all(u8::is_ascii_whitespace) {
         force()?;
-        workspaces.force_unlock(workspace, &who).await?;
-        return Ok(());
+        return Ok(broke(workspaces.force_unlock(workspace, &who).await?));
     }
     let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| Failure::BadRequest(format!("the body is not LockInfo JSON ({e})")))?;
@@ -207,13 +233,14 @@ async fn unlock(
         force()?;
         return match workspaces.lock_info(workspace).await? {
             Some(holder) if holder.id != info.id => Err(Failure::NotHolder(Box::new(holder))),
-            Some(_) => Ok(workspaces.force_unlock(workspace, &who).await.map(|_| ())?),
-            None => Ok(()),
+            Some(_) => Ok(broke(workspaces.force_unlock(workspace, &who).await?)),
+            None => Ok(None),
         };
     }
     match workspaces.unlock(workspace, &info.id).await {
+        Ok(()) => Ok(Some((AuditAction::Unlock, info.id))),
         // Nothing to release: the lock expired or was broken.
-        Err(StateError::NotLocked { .. }) => Ok(()),
-        other => Ok(other?),
+        Err(StateError::NotLocked { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }

@@ -8,27 +8,12 @@ use serde_json::{Value, json};
 
 use crate::common::Server;
 use crate::common::cli::ok;
+use crate::common::protocol::{lock_info, state};
 
 const ADMIN_PW: &str = "admin-pw-4f1e";
 const CI_PW: &str = "ci-pw-77aa";
 const VIEWER_PW: &str = "viewer-pw-c0de";
 const TOKEN: &str = "deploy-token-9b2d";
-
-fn state(serial: u64) -> String {
-    json!({
-        "version": 4, "terraform_version": "1.0.3", "serial": serial, "lineage": "L",
-        "outputs": {}, "resources": []
-    })
-    .to_string()
-}
-
-fn lock_info(id: &str) -> String {
-    json!({
-        "ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": "ci@runner",
-        "Version": "1.0.3", "Created": "2026-12-01T10:00:00Z", "Path": ""
-    })
-    .to_string()
-}
 
 /// A request as one principal.
 struct As<'a> {
@@ -153,7 +138,7 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
     // The admin may do anything anywhere.
     for workspace in ["prod", "ops", "dev-eu"] {
         admin
-            .expect("POST", &format!("/state/{workspace}"), state(1), 200)
+            .expect("POST", &format!("/state/{workspace}"), state(1, "L"), 200)
             .await;
     }
     admin
@@ -165,12 +150,14 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
 
     // CI writes and locks dev-*, only reads prod, and sees nothing else.
     ci.expect("GET", "/state/prod", "", 200).await;
-    let refused = ci.expect("POST", "/state/prod", state(2), 403).await;
+    let refused = ci.expect("POST", "/state/prod", state(2, "L"), 403).await;
     assert!(
         refused.contains("user `ci` may not write workspace `prod`: it has read there"),
         "{refused}"
     );
-    let refused = ci.expect("LOCK", "/state/prod", lock_info("x"), 403).await;
+    let refused = ci
+        .expect("LOCK", "/state/prod", lock_info("x", "ci@runner"), 403)
+        .await;
     assert!(
         refused.contains("may not lock workspace `prod`"),
         "{refused}"
@@ -180,9 +167,9 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
         refused.contains("may not read workspace `ops`: no rule of its permissions covers"),
         "{refused}"
     );
-    ci.expect("LOCK", "/state/dev-eu", lock_info("ci-1"), 200)
+    ci.expect("LOCK", "/state/dev-eu", lock_info("ci-1", "ci@runner"), 200)
         .await;
-    ci.expect("POST", "/state/dev-eu?ID=ci-1", state(2), 200)
+    ci.expect("POST", "/state/dev-eu?ID=ci-1", state(2, "L"), 200)
         .await;
     // Breaking a lock and deleting a workspace are an admin's.
     let refused = ci.expect("UNLOCK", "/state/dev-eu", "", 403).await;
@@ -195,9 +182,14 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
         .await;
     assert!(refused.contains("may not admin"), "{refused}");
     ci.expect("DELETE", "/state/dev-eu?ID=ci-1", "", 403).await;
-    ci.expect("UNLOCK", "/state/dev-eu", lock_info("ci-1"), 200)
-        .await;
-    ci.expect("LOCK", "/state/dev-eu", lock_info("ci-2"), 200)
+    ci.expect(
+        "UNLOCK",
+        "/state/dev-eu",
+        lock_info("ci-1", "ci@runner"),
+        200,
+    )
+    .await;
+    ci.expect("LOCK", "/state/dev-eu", lock_info("ci-2", "ci@runner"), 200)
         .await;
     admin.expect("UNLOCK", "/state/dev-eu", "", 200).await;
     assert!(ci.expect("GET", "/api/locks", "", 200).await.contains("[]"));
@@ -251,7 +243,9 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
         .await;
     ci.expect("GET", "/api/workspaces/ops/history", "", 403)
         .await;
-    let refused = viewer.expect("POST", "/state/prod", state(2), 403).await;
+    let refused = viewer
+        .expect("POST", "/state/prod", state(2, "L"), 403)
+        .await;
     assert!(refused.contains("user `viewer` may not write"), "{refused}");
 
     // Objects and key-values have rules of their own.
@@ -302,10 +296,14 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write", "lock"] }}]
 
     // A token: as a Bearer token, or as the password of any user name (how CI passes one).
     let bearer = who(Auth::Bearer(TOKEN));
-    bearer.expect("POST", "/state/prod", state(2), 200).await;
+    bearer
+        .expect("POST", "/state/prod", state(2, "L"), 200)
+        .await;
     let job = who(Auth::Basic("gitlab-ci-token", TOKEN));
-    job.expect("POST", "/state/prod", state(3), 200).await;
-    let refused = job.expect("POST", "/state/dev-eu", state(3), 403).await;
+    job.expect("POST", "/state/prod", state(3, "L"), 200).await;
+    let refused = job
+        .expect("POST", "/state/dev-eu", state(3, "L"), 403)
+        .await;
     assert!(
         refused.contains("token `deploy` may not write"),
         "{refused}"

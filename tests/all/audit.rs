@@ -2,30 +2,17 @@
 //! `stateplug audit` (table and `--json`), retention, `GET /api/v1/audit` on a server, and
 //! the trail carried by `export`/`import` and `migrate` with `--with-history`.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::common::Server;
-use crate::common::cli::stderr;
+use crate::common::cli::{stateplug_with_env, stderr};
 
 /// `stateplug <args>` in `dir` as the OS user `auditor`.
 fn run(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
-        .args(args)
-        .current_dir(dir)
-        .env("USER", "auditor")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("stateplug runs");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
+    stateplug_with_env(dir, args, stdin, &[("USER", "auditor")])
 }
 
 /// stdout of a command that must succeed.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use reqwest::{Client, Method, StatusCode};
-use serde_json::json;
 
+use crate::common::protocol::{lock_info, state};
 use crate::common::{self, Server};
 
 const USER: &str = "ci";
@@ -158,22 +158,6 @@ fn users() -> String {
     format!("[server.users.{USER}]\npassword = \"{PASSWORD}\"\n")
 }
 
-fn state(serial: u64) -> String {
-    json!({
-        "version": 4, "terraform_version": "1.0.3", "serial": serial, "lineage": "L",
-        "outputs": {}, "resources": []
-    })
-    .to_string()
-}
-
-fn lock_info(id: &str) -> String {
-    json!({
-        "ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": id,
-        "Version": "1.0.3", "Created": "2026-11-23T10:00:00Z", "Path": ""
-    })
-    .to_string()
-}
-
 /// `method url` with `body`, with credentials when `auth`; the status and the text.
 async fn send(method: &str, url: &str, body: String, auth: bool) -> (StatusCode, String) {
     let request = Client::new()
@@ -320,13 +304,13 @@ async fn metrics_count_requests_plugin_calls_and_lock_conflicts() {
     let server = Server::start(dir.path(), &[]);
     let ws = server.state_url("ws");
     let ok = |answer: (StatusCode, String)| assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
-    ok(send("POST", &ws, state(1), true).await);
+    ok(send("POST", &ws, state(1, "L"), true).await);
     ok(get(&ws, true).await);
     ok(get(&ws, true).await);
-    ok(send("LOCK", &ws, lock_info("first"), true).await);
-    let (status, _) = send("LOCK", &ws, lock_info("second"), true).await;
+    ok(send("LOCK", &ws, lock_info("first", "first"), true).await);
+    let (status, _) = send("LOCK", &ws, lock_info("second", "second"), true).await;
     assert_eq!(status, StatusCode::LOCKED);
-    let (status, _) = send("POST", &format!("{ws}?ID=second"), state(2), true).await;
+    let (status, _) = send("POST", &format!("{ws}?ID=second"), state(2, "L"), true).await;
     assert_eq!(status, StatusCode::LOCKED);
     assert_eq!(
         get(&format!("{}/no/such/endpoint", server.url), true)
@@ -477,7 +461,13 @@ async fn the_metrics_address_needs_no_auth_and_the_main_one_does() {
     );
     let (server, metrics_url) = start_with_metrics_address(dir.path());
     assert_ne!(server.url, metrics_url);
-    let (status, _) = send("POST", &format!("{}/state/ws", server.url), state(1), true).await;
+    let (status, _) = send(
+        "POST",
+        &format!("{}/state/ws", server.url),
+        state(1, "L"),
+        true,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
 
     let scrape = scrape_metrics(&metrics_url, false).await;

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::common::cli::{fails, ok, stateplug};
 use crate::common::moto::{self, Moto};
+use crate::common::protocol::{lock_info, state};
 use crate::common::{self, Server};
 
 const USER: &str = "ci";
@@ -159,18 +160,6 @@ impl Api {
         let credentials = (USER, PASSWORD);
         common::raw_request(&self.server.url, credentials, (method, path), headers, body).await
     }
-}
-
-fn lock_info(id: &str, who: &str) -> String {
-    json!({
-        "ID": id, "Operation": "OperationTypeApply", "Info": "", "Who": who,
-        "Version": "1.0.3", "Created": "2026-11-23T10:00:00Z", "Path": ""
-    })
-    .to_string()
-}
-
-fn state(serial: u64, lineage: &str) -> String {
-    json!({"version": 4, "serial": serial, "lineage": lineage, "resources": []}).to_string()
 }
 
 // ---- The backends ----

@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::common::Server;
+use crate::common::protocol::state;
 
 const ISSUER: &str = "https://ci.example.test";
 
@@ -96,16 +97,12 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write"] }}]
     .unwrap();
     let server = Server::start(dir.path(), &[]);
     let client = reqwest::Client::new();
-    let state = |serial: u64| {
-        json!({"version": 4, "serial": serial, "lineage": "L", "outputs": {}, "resources": []})
-            .to_string()
-    };
     // A JWT as the password of any user name, as a CI job passes its token to Terraform.
     let post = |token: String, workspace: &str, serial: u64| {
         client
             .post(server.state_url(workspace))
             .basic_auth("gitlab-ci-token", Some(token))
-            .body(state(serial))
+            .body(state(serial, "L"))
             .send()
     };
     let answer = |response: reqwest::Response| async move {

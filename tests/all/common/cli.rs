@@ -6,9 +6,20 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `stateplug <args>` in `dir`, feeding it `stdin`.
 pub fn stateplug(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    stateplug_with_env(dir, args, stdin, &[])
+}
+
+/// [`stateplug`] with these variables set in its environment.
+pub fn stateplug_with_env(
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_stateplug"))
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod http_target;
 pub mod moto;
 pub mod postgres;
+pub mod protocol;
 pub mod terraform;
 
 /// The process-wide runtime.

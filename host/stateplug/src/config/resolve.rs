@@ -410,100 +410,88 @@ fn principals(
     env: &BTreeMap<String, String>,
     base_dir: &Path,
 ) -> Result<Vec<Principal>> {
+    if let Some(name) = file
+        .tokens
+        .keys()
+        .find(|name| file.users.contains_key(*name))
+    {
+        return Err(invalid(format!(
+            "token `{name}` has the name of a user: give users and tokens different names"
+        )));
+    }
     let users = file.users.iter().map(|(name, user)| {
-        let what = format!("user `{name}`");
-        let sources = [
-            ("password", user.password.as_ref().map(SecretSource::Value)),
-            (
-                "password_env",
-                user.password_env.as_ref().map(SecretSource::Env),
-            ),
-            (
-                "password_file",
-                user.password_file.as_ref().map(SecretSource::File),
-            ),
-        ];
-        let secret = secret(&what, &sources, env, base_dir)?;
-        let grant = grant(&what, user.permissions.as_deref())?;
-        Ok(Principal {
-            name: name.clone(),
-            via: Via::Password,
-            secret,
-            grant,
-        })
+        let sources = Sources {
+            value: user.password.as_ref(),
+            var: user.password_env.as_ref(),
+            file: user.password_file.as_ref(),
+        };
+        let permissions = user.permissions.as_deref();
+        principal(name, Via::Password, &sources, permissions, env, base_dir)
     });
     let tokens = file.tokens.iter().map(|(name, token)| {
-        let what = format!("token `{name}`");
-        if file.users.contains_key(name) {
-            return Err(invalid(format!(
-                "{what} has the name of a user: give users and tokens different names"
-            )));
-        }
-        let sources = [
-            ("token", token.token.as_ref().map(SecretSource::Value)),
-            ("token_env", token.token_env.as_ref().map(SecretSource::Env)),
-            (
-                "token_file",
-                token.token_file.as_ref().map(SecretSource::File),
-            ),
-        ];
-        let secret = secret(&what, &sources, env, base_dir)?;
-        let grant = grant(&what, token.permissions.as_deref())?;
-        Ok(Principal {
-            name: name.clone(),
-            via: Via::Token,
-            secret,
-            grant,
-        })
+        let sources = Sources {
+            value: token.token.as_ref(),
+            var: token.token_env.as_ref(),
+            file: token.token_file.as_ref(),
+        };
+        let permissions = token.permissions.as_deref();
+        principal(name, Via::Token, &sources, permissions, env, base_dir)
     });
     users.chain(tokens).collect()
 }
 
-/// Where a secret is read from.
-enum SecretSource<'a> {
-    Value(&'a String),
-    Env(&'a String),
-    File(&'a PathBuf),
+/// Where a user's password or a token comes from: `<key>`, `<key>_env` or `<key>_file`.
+struct Sources<'a> {
+    value: Option<&'a String>,
+    var: Option<&'a String>,
+    file: Option<&'a PathBuf>,
 }
 
-/// The one secret `sources` give (`(key, source if set)`), read and parsed.
-fn secret(
-    what: &str,
-    sources: &[(&str, Option<SecretSource<'_>>)],
+/// One user (`Via::Password`, key `password`) or token (`Via::Token`, key `token`).
+fn principal(
+    name: &str,
+    via: Via,
+    sources: &Sources<'_>,
+    permissions: Option<&[RuleFile]>,
     env: &BTreeMap<String, String>,
     base_dir: &Path,
-) -> Result<Secret> {
-    let keys = sources
-        .iter()
-        .map(|(key, _)| format!("`{key}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut given = sources
-        .iter()
-        .filter_map(|(key, s)| Some((*key, s.as_ref()?)));
-    let (Some((key, source)), None) = (given.next(), given.next()) else {
-        return Err(invalid(format!("{what}: give exactly one of {keys}")));
+) -> Result<Principal> {
+    let (what, key) = match via {
+        Via::Token => (format!("token `{name}`"), "token"),
+        _ => (format!("user `{name}`"), "password"),
     };
-    let value = match source {
-        SecretSource::Value(value) => (*value).clone(),
-        SecretSource::Env(var) => env.get(*var).cloned().ok_or_else(|| {
+    let value = match (sources.value, sources.var, sources.file) {
+        (Some(value), None, None) => value.clone(),
+        (None, Some(var), None) => env.get(var).cloned().ok_or_else(|| {
             invalid(format!(
-                "{what}: the variable {var} named by `{key}` is not set"
+                "{what}: the variable {var} named by `{key}_env` is not set"
             ))
         })?,
-        SecretSource::File(path) => {
+        (None, None, Some(path)) => {
             let path = base_dir.join(path);
             let text = std::fs::read_to_string(&path).map_err(|e| {
                 invalid(format!(
-                    "{what}: cannot read `{key}` {}: {e}",
+                    "{what}: cannot read `{key}_file` {}: {e}",
                     path.display()
                 ))
             })?;
             // Files written by `echo` or a secrets manager end in a newline.
             text.trim_end_matches(['\n', '\r']).to_string()
         }
+        _ => {
+            return Err(invalid(format!(
+                "{what}: give exactly one of `{key}`, `{key}_env`, `{key}_file`"
+            )));
+        }
     };
-    Secret::new(&value).map_err(|reason| invalid(format!("{what}: `{key}` {reason}")))
+    let secret =
+        Secret::new(&value).map_err(|reason| invalid(format!("{what}: `{key}` {reason}")))?;
+    Ok(Principal {
+        name: name.to_string(),
+        via,
+        secret,
+        grant: grant(&what, permissions)?,
+    })
 }
 
 /// What `permissions = [...]` allows; everything when it is not given.

@@ -363,7 +363,8 @@ fn config_show_masks_every_secret() {
         dir.path().join("stateplug.toml"),
         format!(
             "[backends.team]\nplugin = \"memory\"\n[server.users.ci]\npassword = \"{CI_PW}\"\n\
-             [server.tokens.deploy]\ntoken = \"{TOKEN}\"\n"
+             [server.tokens.deploy]\ntoken = \"{TOKEN}\"\n[server.oidc]\nissuer = \"https://i\"\n\
+             audience = \"stateplug\"\njwks_url = \"https://i/keys\"\n"
         ),
     )
     .unwrap();
@@ -374,6 +375,10 @@ fn config_show_masks_every_secret() {
     );
     assert!(
         shown.contains("tokens.deploy.token = \"(secret)\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("oidc.jwks_url = \"https://i/keys\""),
         "{shown}"
     );
     assert!(!shown.contains(CI_PW) && !shown.contains(TOKEN), "{shown}");

@@ -11,7 +11,8 @@
 //!   (https, mutual TLS, the reload on SIGHUP): the `stateplug` binary as users run it;
 //!   `openapi`: the API's OpenAPI document, checked by schemathesis against a running server;
 //!   `migrate`: `migrate`, `export` and `import` between backends; `metrics`: the health
-//!   checks and `/metrics` of `serve`;
+//!   checks and `/metrics` of `serve`; `dashboard`: the web dashboard at `/ui/`, in headless
+//!   Chromium (playwright-core, `dashboard/browser.mjs`) and over plain HTTP;
 //! - `s3`: the s3 plugin against moto; `replicas`: three servers on one moto bucket;
 //!   `postgres`, `postgres_tls`, `postgres_fixture`: the postgres plugin and the database
 //!   capability against a PostgreSQL the tests start;
@@ -25,6 +26,7 @@ mod audit;
 mod cli;
 mod conformance;
 mod crash;
+mod dashboard;
 mod documents;
 mod fuzz_corpus;
 mod kv;

@@ -384,6 +384,16 @@ async fn metrics_count_requests_plugin_calls_and_lock_conflicts() {
 
     assert!(scrape.value("stateplug_lock_conflicts_total", &[("operation", "lock")]) >= 1.0);
     assert!(scrape.value("stateplug_lock_conflicts_total", &[("operation", "write")]) >= 1.0);
+    // The object API's conflicts count too.
+    let conflicts = scrape.value("stateplug_lock_conflicts_total", &[("operation", "delete")]);
+    let object = format!("{}/api/v1/objects/tree/a", server.url);
+    ok(send("PUT", &object, "a".into(), true).await);
+    ok(send("LOCK", &object, lock_info("third", "third"), true).await);
+    let (status, _) = send("DELETE", &object, String::new(), true).await;
+    assert_eq!(status, StatusCode::LOCKED);
+    let after = scrape_metrics(&server.url, true).await;
+    let deletes = after.value("stateplug_lock_conflicts_total", &[("operation", "delete")]);
+    assert_eq!(deletes, conflicts + 1.0);
 
     assert_eq!(scrape.types["stateplug_plugin_instances_in_use"], "gauge");
     let in_use = scrape.value("stateplug_plugin_instances_in_use", &backend);

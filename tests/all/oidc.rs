@@ -201,3 +201,72 @@ permissions = [{{ workspaces = "prod", allow = ["read", "write"] }}]
     let stored: Value = response.json().await.unwrap();
     assert_eq!(stored["serial"], 1, "no refused write landed");
 }
+
+/// A JWKS served over HTTP on 127.0.0.1, the document swappable (a key rotation).
+async fn jwks_server(
+    document: std::sync::Arc<std::sync::Mutex<Value>>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let app = axum::Router::new().route(
+        "/keys",
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { axum::Json(document.lock().unwrap().clone()) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/keys", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_come_from_the_issuers_url_and_a_rotation_is_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new, unknown) = (key("old"), key("new"), key("unknown"));
+    let document = std::sync::Arc::new(std::sync::Mutex::new(json!({ "keys": [old.jwk] })));
+    let (url, task) = jwks_server(document.clone()).await;
+    let config = |jwks_url: &str| {
+        format!(
+            "[backends.team]\nplugin = \"memory\"\n[server.oidc]\nissuer = \"{ISSUER}\"\n\
+             audience = \"stateplug\"\njwks_url = \"{jwks_url}\"\n[[server.oidc.rules]]\n\
+             permissions = [{{ workspaces = \"{{project}}-*\", allow = [\"read\", \"write\"] }}]\n"
+        )
+    };
+    std::fs::write(dir.path().join("stateplug.toml"), config(&url)).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let client = reqwest::Client::new();
+    let post = |token: String, serial: u64| {
+        client
+            .post(server.state_url("web-dev"))
+            .bearer_auth(token)
+            .body(state(serial, "L"))
+            .send()
+    };
+    let status = |token, serial| async move { post(token, serial).await.unwrap().status() };
+    let claims = claims("web", json!({}));
+    assert_eq!(status(sign(&old, "old", &claims), 1).await, StatusCode::OK);
+    // The issuer rotates: a token of the new key makes the server fetch the keys again.
+    *document.lock().unwrap() = json!({ "keys": [new.jwk] });
+    assert_eq!(status(sign(&new, "new", &claims), 2).await, StatusCode::OK);
+    // Right after a fetch, an unknown key id is refused without fetching again.
+    *document.lock().unwrap() = json!({ "keys": [new.jwk, unknown.jwk] });
+    let response = post(sign(&unknown, "unknown", &claims), 3).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("key id `unknown` is not among"), "{body}");
+    assert!(server.stop().success());
+
+    // An issuer that cannot be reached stops `serve` at start, naming the URL.
+    task.abort();
+    let _ = task.await;
+    std::fs::write(dir.path().join("stateplug.toml"), config(&url)).unwrap();
+    let (code, stderr) =
+        crate::common::cli::fails(dir.path(), &["serve", "--listen", "127.0.0.1:0"], None);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("cannot fetch the JWKS from `jwks_url`") && stderr.contains(&url),
+        "{stderr}"
+    );
+}

@@ -449,6 +449,10 @@ impl Fixture {
         let shared = Arc::new(AppState {
             workspaces: Workspaces::new(backend, StateOptions::default()),
             access: Arc::new(Access::new(principals, None)),
+            backend: server::BackendSummary {
+                name: "memory".into(),
+                grants: Grants::default(),
+            },
         });
         server::router(shared, body_limit)
     }

@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-pub use oidc::{ClaimRule, Oidc, RuleTemplate, fill_with};
+pub use oidc::{ClaimRule, Jwks, Oidc, OidcSettings, REFETCH_INTERVAL, RuleTemplate, fill_with};
 pub use secret::{Secret, hash};
 
 /// One thing a caller may be allowed to do.
@@ -430,7 +430,7 @@ impl Access {
         if let Some(oidc) = &self.oidc
             && oidc::looks_like_jwt(secret)
         {
-            return oidc.verify(secret);
+            return oidc.verify(secret).await;
         }
         // A named principal is checked alone; otherwise every token is a candidate.
         let named = user.and_then(|u| self.principals.iter().position(|p| p.name == u));

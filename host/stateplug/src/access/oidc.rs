@@ -2,13 +2,19 @@
 //! a Bearer token, checked against the issuer's keys (a JWKS) with issuer, audience and
 //! expiry, its claims mapped to permissions by the config's rules.
 //!
+//! The keys come from a file, or from the issuer's JWKS URL: fetched at start, and again when
+//! a token names a key id not among them (the issuer rotated its keys), at most once per
+//! [`REFETCH_INTERVAL`] so unknown ids cannot make the server hammer the issuer.
+//!
 //! A rule applies when each of its `claims` matches (a pattern over the claim's text); its
 //! permission patterns may name claims, `{project}-*`, filled with the claim's value (glob
 //! characters in it escaped, so a claim never widens a rule).
 
 use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -34,19 +40,47 @@ pub struct ClaimRule {
     pub permissions: Vec<RuleTemplate>,
 }
 
+/// Where the issuer's public keys are.
+#[derive(Debug, Clone)]
+pub enum Jwks {
+    /// Read from `jwks_file` with the config.
+    Keys(JwkSet),
+    /// Fetched from `jwks_url`.
+    Url(String),
+}
+
 /// The `[server.oidc]` settings: whom to trust, and what their tokens may do.
 #[derive(Debug, Clone)]
-pub struct Oidc {
+pub struct OidcSettings {
     /// The `iss` tokens must carry.
     pub issuer: String,
     /// The `aud` values accepted (a token must carry one of them).
     pub audience: Vec<String>,
-    /// The issuer's public keys.
-    pub keys: JwkSet,
+    /// The issuer's public keys, or where to fetch them.
+    pub jwks: Jwks,
     /// The claim that names the caller (`sub` by default).
     pub name_claim: String,
     /// Claims to permissions.
     pub rules: Vec<ClaimRule>,
+}
+
+/// Least time between two fetches of the JWKS for unknown key ids.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long a fetch of the JWKS may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest JWKS document accepted, in bytes.
+const MAX_JWKS: usize = 1 << 20;
+
+/// The OIDC issuer in use: its settings and the keys it currently has.
+#[derive(Debug)]
+pub struct Oidc {
+    settings: OidcSettings,
+    keys: RwLock<JwkSet>,
+    /// When the keys were last fetched for an unknown key id.
+    refetched: Mutex<Option<Instant>>,
+    client: reqwest::Client,
 }
 
 /// Whether `secret` has a JWT's shape (three base64url parts, a header naming `alg`), so it
@@ -56,8 +90,67 @@ pub fn looks_like_jwt(secret: &str) -> bool {
 }
 
 impl Oidc {
+    /// The issuer of `settings` with its keys: those of the file, or fetched from the URL
+    /// (the error says why they could not be).
+    pub async fn open(settings: OidcSettings) -> Result<Oidc, String> {
+        let client = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot make the HTTP client for the JWKS: {e}"))?;
+        let keys = match &settings.jwks {
+            Jwks::Keys(keys) => keys.clone(),
+            Jwks::Url(url) => fetch(&client, url).await?,
+        };
+        Ok(Oidc {
+            settings,
+            keys: RwLock::new(keys),
+            refetched: Mutex::new(None),
+            client,
+        })
+    }
+
+    /// The key `kid` names, fetching the JWKS again if it is not known yet and the last
+    /// such fetch is older than [`REFETCH_INTERVAL`].
+    async fn key(&self, kid: Option<&str>) -> Result<Jwk, String> {
+        let find = |keys: &JwkSet| match kid {
+            Some(kid) => keys.find(kid).cloned(),
+            None if keys.keys.len() == 1 => Some(keys.keys[0].clone()),
+            None => None,
+        };
+        if let Some(key) = find(&self.keys.read().unwrap()) {
+            return Ok(key);
+        }
+        let Some(kid) = kid else {
+            return Err("it names no key id (`kid`)".into());
+        };
+        let unknown = || {
+            format!(
+                "its key id `{}` is not among the issuer's keys; if the issuer rotated its \
+                 keys, update the JWKS",
+                stateplug_sdk::text::bounded(kid, 100)
+            )
+        };
+        let Jwks::Url(url) = &self.settings.jwks else {
+            return Err(unknown());
+        };
+        {
+            let mut refetched = self.refetched.lock().unwrap();
+            if refetched.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+                return Err(unknown());
+            }
+            *refetched = Some(Instant::now());
+        }
+        let keys = fetch(&self.client, url).await.map_err(|e| {
+            tracing::warn!("{e}");
+            unknown()
+        })?;
+        let key = find(&keys);
+        *self.keys.write().unwrap() = keys;
+        key.ok_or_else(unknown)
+    }
+
     /// The caller a JWT stands for, or why it is refused (never quoting the token).
-    pub fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
+    pub async fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
         let refused = |why: String| Unauthenticated(format!("the OIDC token is refused: {why}"));
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| refused(format!("its header does not parse ({e})")))?;
@@ -72,32 +165,19 @@ impl Oidc {
                 header.alg
             )));
         }
-        let jwk = match &header.kid {
-            Some(kid) => self.keys.find(kid).ok_or_else(|| {
-                refused(format!(
-                    "its key id `{}` is not among the issuer's keys; if the issuer rotated its \
-                     keys, update the JWKS",
-                    stateplug_sdk::text::bounded(kid, 100)
-                ))
-            })?,
-            None if self.keys.keys.len() == 1 => &self.keys.keys[0],
-            None => return Err(refused("it names no key id (`kid`)".into())),
-        };
-        let key = DecodingKey::from_jwk(jwk)
+        let jwk = self.key(header.kid.as_deref()).await.map_err(refused)?;
+        let key = DecodingKey::from_jwk(&jwk)
             .map_err(|e| refused(format!("the issuer's key does not load ({e})")))?;
         let mut validation = Validation::new(header.alg);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&self.audience);
+        validation.set_issuer(&[&self.settings.issuer]);
+        validation.set_audience(&self.settings.audience);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let data = jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key, &validation)
             .map_err(|e| refused(reason(&e)))?;
         let claims = data.claims;
-        let name = claim_text(&claims, &self.name_claim).ok_or_else(|| {
-            refused(format!(
-                "it has no `{}` claim to name the caller",
-                self.name_claim
-            ))
-        })?;
+        let name_claim = &self.settings.name_claim;
+        let name = claim_text(&claims, name_claim)
+            .ok_or_else(|| refused(format!("it has no `{name_claim}` claim to name the caller")))?;
         Ok(Caller {
             name: stateplug_sdk::text::bounded(&name, 200).into_owned(),
             via: Via::Oidc,
@@ -109,7 +189,7 @@ impl Oidc {
     /// The rules the claims earn, with claims filled into their patterns.
     fn grant(&self, claims: &BTreeMap<String, Value>) -> Vec<Rule> {
         let mut granted = Vec::new();
-        for rule in &self.rules {
+        for rule in &self.settings.rules {
             let applies = rule.claims.iter().all(|(claim, pattern)| {
                 claim_text(claims, claim).is_some_and(|value| pattern.matches(&value))
             });
@@ -131,6 +211,35 @@ impl Oidc {
         }
         granted
     }
+}
+
+/// The JWKS at `url`, or why not (naming the URL).
+async fn fetch(client: &reqwest::Client, url: &str) -> Result<JwkSet, String> {
+    let failed = |why: String| format!("cannot fetch the JWKS from `jwks_url` {url}: {why}");
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("it answered {}", response.status())));
+    }
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS as u64)
+    {
+        return Err(failed(format!("it is larger than {MAX_JWKS} bytes")));
+    }
+    let body = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+    if body.len() > MAX_JWKS {
+        return Err(failed(format!("it is larger than {MAX_JWKS} bytes")));
+    }
+    let keys: JwkSet =
+        serde_json::from_slice(&body).map_err(|e| failed(format!("it is not a JWKS ({e})")))?;
+    if keys.keys.is_empty() {
+        return Err(failed("it holds no keys".into()));
+    }
+    Ok(keys)
 }
 
 /// A claim as text: strings as they are, numbers and booleans printed.

@@ -1,7 +1,7 @@
 //! `stateplug config`: the effective configuration.
 
 use clap::Subcommand;
-use stateplug::access::Via;
+use stateplug::access::{Jwks, Via};
 use stateplug::config::Settings;
 use stateplug_runtime::{Plugin, Runtime};
 
@@ -42,6 +42,19 @@ pub(super) async fn show(runtime: &Runtime, config: &Settings) -> anyhow::Result
             _ => ("users", "password"),
         };
         println!("{table}.{}.{key} = \"(secret)\"", principal.name);
+    }
+    if let Some(oidc) = &config.server.oidc {
+        let text = |value: &str| toml::Value::from(value);
+        println!("oidc.issuer = {}", text(&oidc.issuer));
+        println!(
+            "oidc.audience = {}",
+            toml::Value::from(oidc.audience.clone())
+        );
+        match &oidc.jwks {
+            Jwks::Url(url) => println!("oidc.jwks_url = {}", text(url)),
+            Jwks::Keys(keys) => println!("# oidc: {} keys from jwks_file", keys.keys.len()),
+        }
+        println!("# oidc: {} claim rules", oidc.rules.len());
     }
     Ok(())
 }

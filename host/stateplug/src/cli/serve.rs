@@ -5,7 +5,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
-use stateplug::access::Access;
+use stateplug::access::{Access, Oidc};
 use stateplug::config::{PluginRef, Settings};
 use stateplug::server::{self, AppState};
 use stateplug_runtime::Runtime;
@@ -20,12 +20,17 @@ pub(super) async fn run(runtime: &Runtime, config: Settings) -> anyhow::Result<(
         .transpose()?;
     // Before the backend opens, which registers its instance gauges with the recorder.
     server::install_metrics()?;
+    let oidc = match config.server.oidc.clone() {
+        Some(settings) => Some(Oidc::open(settings).await.map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let shared = Arc::new(AppState {
         workspaces: config.backend.open_workspaces(runtime).await?,
-        access: Arc::new(Access::new(
-            config.server.principals.clone(),
-            config.server.oidc.clone(),
-        )),
+        access: Arc::new(Access::new(config.server.principals.clone(), oidc)),
+        backend: server::BackendSummary {
+            name: config.backend.name.clone(),
+            grants: config.backend.grants.clone(),
+        },
     });
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await

@@ -42,7 +42,8 @@ pub(super) struct OidcFile {
     pub(super) issuer: String,
     /// One audience or a list.
     pub(super) audience: toml::Value,
-    pub(super) jwks_file: PathBuf,
+    pub(super) jwks_file: Option<PathBuf>,
+    pub(super) jwks_url: Option<String>,
     pub(super) name_claim: Option<String>,
     #[serde(default)]
     pub(super) rules: Vec<ClaimRuleFile>,

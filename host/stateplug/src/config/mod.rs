@@ -32,7 +32,7 @@
 //! [server.oidc]               # JWTs of an issuer, claims mapped to permissions
 //! issuer = "https://gitlab.example.com"
 //! audience = "stateplug"
-//! jwks_file = "jwks.json"
+//! jwks_url = "https://gitlab.example.com/oauth/discovery/keys"  # or jwks_file = "jwks.json"
 //! rules = [{ claims = { project = "*" }, permissions = [{ workspaces = "{project}-*", allow = ["write"] }] }]
 //! ```
 
@@ -143,7 +143,7 @@ pub struct ServerSettings {
     /// authentication.
     pub principals: Vec<crate::access::Principal>,
     /// The OIDC issuer whose JWTs are accepted, and what their claims allow.
-    pub oidc: Option<crate::access::Oidc>,
+    pub oidc: Option<crate::access::OidcSettings>,
     /// TLS (`tls_cert`, `tls_key`, `client_ca`); `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
 }

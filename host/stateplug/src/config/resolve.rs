@@ -19,8 +19,8 @@ use super::{
     Result, ServerSettings, Settings, TlsSettings, invalid,
 };
 use crate::access::{
-    ClaimRule, Grant, Kind, Oidc, Pattern, Permission, Permissions, Principal, Rule, RuleTemplate,
-    Secret, Via, fill_with,
+    ClaimRule, Grant, Jwks, Kind, OidcSettings, Pattern, Permission, Permissions, Principal, Rule,
+    RuleTemplate, Secret, Via, fill_with,
 };
 
 impl Settings {
@@ -517,6 +517,30 @@ fn grant(what: &str, rules: Option<&[RuleFile]>) -> Result<Grant> {
         .map(Grant::Rules)
 }
 
+/// The JWKS in a file.
+fn read_jwks(path: &Path) -> Result<JwkSet> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        invalid(format!(
+            "`server.oidc.jwks_file`: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
+        invalid(format!(
+            "`server.oidc.jwks_file` {} is not a JWKS ({e}): give the JSON the issuer serves \
+             at its `jwks_uri`",
+            path.display()
+        ))
+    })?;
+    if keys.keys.is_empty() {
+        return Err(invalid(format!(
+            "`server.oidc.jwks_file` {} holds no keys",
+            path.display()
+        )));
+    }
+    Ok(keys)
+}
+
 /// A rule's target, pattern text and permissions, checked.
 fn rule_parts<'a>(at: &str, rule: &'a RuleFile) -> Result<(Kind, &'a String, Permissions)> {
     let targets = [
@@ -552,8 +576,9 @@ fn rule_parts<'a>(at: &str, rule: &'a RuleFile) -> Result<(Kind, &'a String, Per
     Ok((kind, pattern, Permissions::of(allow)))
 }
 
-/// `[server.oidc]`: the issuer, its keys from `jwks_file`, and the claim rules.
-fn resolve_oidc(file: &OidcFile, base_dir: &Path) -> Result<Oidc> {
+/// `[server.oidc]`: the issuer, its keys from `jwks_file` (or where `jwks_url` says to fetch
+/// them), and the claim rules.
+fn resolve_oidc(file: &OidcFile, base_dir: &Path) -> Result<OidcSettings> {
     let audience = match &file.audience {
         toml::Value::String(one) => vec![one.clone()],
         toml::Value::Array(many) => many
@@ -569,26 +594,24 @@ fn resolve_oidc(file: &OidcFile, base_dir: &Path) -> Result<Oidc> {
              list of them, like \"stateplug\"",
         ));
     }
-    let path = base_dir.join(&file.jwks_file);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        invalid(format!(
-            "`server.oidc.jwks_file`: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    let keys: JwkSet = serde_json::from_str(&text).map_err(|e| {
-        invalid(format!(
-            "`server.oidc.jwks_file` {} is not a JWKS ({e}): give the JSON the issuer serves \
-             at its `jwks_uri`",
-            path.display()
-        ))
-    })?;
-    if keys.keys.is_empty() {
-        return Err(invalid(format!(
-            "`server.oidc.jwks_file` {} holds no keys",
-            path.display()
-        )));
-    }
+    let jwks = match (&file.jwks_file, &file.jwks_url) {
+        (Some(path), None) => Jwks::Keys(read_jwks(&base_dir.join(path))?),
+        (None, Some(url)) if url.starts_with("https://") || url.starts_with("http://") => {
+            Jwks::Url(url.clone())
+        }
+        (None, Some(url)) => {
+            return Err(invalid(format!(
+                "`server.oidc.jwks_url` = `{url}` is not an http(s) URL: give the issuer's \
+                 `jwks_uri`, like https://gitlab.example.com/oauth/discovery/keys"
+            )));
+        }
+        _ => {
+            return Err(invalid(
+                "`server.oidc`: give exactly one of `jwks_file` (the issuer's keys, a JWKS file) \
+                 and `jwks_url` (where the issuer serves them)",
+            ));
+        }
+    };
     let rules = file
         .rules
         .iter()
@@ -630,10 +653,10 @@ fn resolve_oidc(file: &OidcFile, base_dir: &Path) -> Result<Oidc> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Oidc {
+    Ok(OidcSettings {
         issuer: file.issuer.clone(),
         audience,
-        keys,
+        jwks,
         name_claim: file.name_claim.clone().unwrap_or_else(|| "sub".into()),
         rules,
     })
@@ -805,6 +828,15 @@ mod tests {
             (
                 "[server.oidc]\nissuer = \"i\"\naudience = \"a\"\njwks_file = \"nope.json\"\n",
                 "`server.oidc.jwks_file`: cannot read",
+            ),
+            (
+                "[server.oidc]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"ftp://x\"\n",
+                "`server.oidc.jwks_url` = `ftp://x` is not an http(s) URL",
+            ),
+            (
+                "[server.oidc]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://x\"\n\
+                 jwks_file = \"k.json\"\n",
+                "give exactly one of `jwks_file`",
             ),
             (
                 "[server.oidc]\nissuer = \"i\"\naudience = []\njwks_file = \"k.json\"\n",

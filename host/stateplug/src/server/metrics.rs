@@ -91,8 +91,8 @@ fn describe() {
     describe_counter!(
         LOCK_CONFLICTS,
         Unit::Count,
-        "Terraform-protocol LOCKs, writes and deletes refused with 423 because another holds \
-         the workspace's lock, by operation"
+        "LOCKs, writes and deletes of the Terraform protocol and the object API refused with \
+         423 because another holds the lock, by operation"
     );
 }
 

@@ -16,13 +16,18 @@
 //! `?op=batch-get|batch-set|transaction`); `serve` sweeps expired keys in the background.
 //! Health and metrics: `GET /healthz`, `GET /readyz` (no auth) and `GET /metrics` (Prometheus,
 //! behind auth), all three also without auth on `metrics_listen` when it is set.
+//! The web dashboard: `/ui/` (workspaces), `/ui/workspaces/<workspace>` (outputs, resources,
+//! lock, history, diff; force-unlock and rollback for `admin`), `/ui/audit`, `/ui/backend`.
 
 //!
 //! The files, in the order a request meets them: `router.rs` (routes, request ids, the body
 //! limit), `metrics.rs` (the HTTP metrics and `/metrics`), `health.rs` (`/healthz` and
 //! `/readyz`, before auth), `auth.rs` (who is calling: Basic auth or a token), `body.rs` (size and integrity), `protocol.rs` (Terraform's
 //! protocol), `api.rs` (the JSON API), `objects.rs` (the object API) and `kv.rs` (the
-//! key-value API), which call the state layer; `respond.rs` turns its errors into statuses.
+//! key-value API), which call the state layer, and `ui/` (the dashboard's pages: `mod.rs`
+//! the routes and handlers, `diff.rs` outputs, resources and the diff of two versions,
+//! `csrf.rs` the tokens of its forms; templates in `host/stateplug/templates/`);
+//! `respond.rs` turns its errors into statuses.
 //! Before all of them, `tls.rs` (https: the certificate, mutual TLS, the reload on SIGHUP) when
 //! TLS is configured; [`serve`] is plain HTTP.
 
@@ -37,6 +42,7 @@ mod protocol;
 mod respond;
 mod router;
 mod tls;
+mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -58,6 +64,17 @@ pub struct AppState {
     pub workspaces: BackendWorkspaces,
     /// Who may call, and what each may do.
     pub access: Arc<Access>,
+    /// What the dashboard's backend page shows of the configuration.
+    pub backend: BackendSummary,
+}
+
+/// The configured backend as the dashboard shows it (the plugin's name and version come from
+/// the opened backend itself).
+pub struct BackendSummary {
+    /// The backend's name in the config.
+    pub name: String,
+    /// The sandbox's grants.
+    pub grants: stateplug_runtime::Grants,
 }
 
 /// Serves until `shutdown` resolves; requests in flight finish first. Handlers can extract

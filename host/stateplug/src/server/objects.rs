@@ -191,6 +191,12 @@ async fn handle_object(
             }
         },
     };
+    if let Err(Failure::Object(
+        ObjectError::Locked { .. } | ObjectError::Store(stateplug_runtime::Error::Locked { .. }),
+    )) = &result
+    {
+        super::metrics::lock_conflict(&method);
+    }
     match result {
         Ok(response) => response,
         Err(Failure::BadRequest(reason)) => text(StatusCode::BAD_REQUEST, reason),

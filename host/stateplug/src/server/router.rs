@@ -1,5 +1,6 @@
 //! The routes, and the layers every request passes: the HTTP metrics, request ids in the log,
-//! Basic auth, the body limit. `/healthz` and `/readyz` skip auth and the body limit.
+//! Basic auth, the body limit. `/healthz` and `/readyz` skip auth and the body limit; the
+//! dashboard's pages (`/ui/`) are behind both, with headers of their own (`ui::routes`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +14,7 @@ use axum::routing::{any, get};
 use tracing::Instrument;
 
 use super::respond::text;
-use super::{AppState, api, auth, body, health, kv, metrics, objects, protocol};
+use super::{AppState, api, auth, body, health, kv, metrics, objects, protocol, ui};
 
 /// The router: Terraform's protocol, the JSON API, `/metrics`, auth, request ids and the body
 /// limit; and the health checks, without auth.
@@ -40,6 +41,7 @@ pub fn router(shared: Arc<AppState>, body_limit: usize) -> Router {
         .route("/api/v1/kv/{namespace}/{*key}", any(kv::key_request))
         // Behind the auth layer, for administrators (`metrics_listen` serves it without auth).
         .route("/metrics", get(metrics::render_for_admins))
+        .merge(ui::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
@@ -99,7 +101,7 @@ async fn not_found() -> Response {
         "no such endpoint: Terraform's http backend lives at /state/<workspace>; the API at \
          /api/workspaces and /api/locks; objects at /api/v1/objects/<path>; key-values at \
          /api/v1/kv/<namespace>/<key>; all of /api/ is described at /api/v1/openapi.json; \
-         health checks at /healthz and /readyz, metrics at /metrics",
+         health checks at /healthz and /readyz, metrics at /metrics; the dashboard at /ui/",
     )
 }
 

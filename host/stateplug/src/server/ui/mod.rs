@@ -92,7 +92,7 @@ async fn style() -> Response {
 /// What every page's frame shows: its title and the navigation.
 struct Layout {
     title: String,
-    /// How the caller is named (`user \`ci\``).
+    /// How the caller is named, as in the audit trail (`user:ci`).
     caller: String,
     /// Whether the navigation links the audit trail of every workspace.
     admin: bool,
@@ -102,7 +102,7 @@ impl Layout {
     fn new(title: impl Into<String>, caller: &Caller) -> Layout {
         Layout {
             title: title.into(),
-            caller: bounded(&caller.label(), MAX_FIELD).into_owned(),
+            caller: bounded(&caller.actor(), MAX_FIELD).into_owned(),
             admin: caller.grant.is_admin(),
         }
     }

@@ -156,8 +156,9 @@ fn apply(project: &Project, greeting: &str, phase: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock() {
-    const TEST: &str = "a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock";
+async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock_and_rolls_back() {
+    const TEST: &str =
+        "a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock_and_rolls_back";
     let Some(terraform) = terraform_or_skip(TEST) else {
         return;
     };
@@ -231,7 +232,18 @@ async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock() {
         .unwrap();
     assert_eq!(locks, json!([]), "the lock is gone");
     let trail = audit(&client, &server, workspace).await;
-    let broken = &trail[0];
+    let rolled = &trail[0];
+    assert_eq!(
+        (
+            &rolled["action"],
+            &rolled["actor"],
+            &rolled["serial_before"]
+        ),
+        (&json!("rollback"), &json!("user:admin"), &json!(to)),
+        "{trail:#?}"
+    );
+    assert_eq!(rolled["serial_after"], json!(to + 1), "{rolled}");
+    let broken = &trail[1];
     assert_eq!(
         (&broken["action"], &broken["actor"], &broken["lock_id"]),
         (

@@ -79,7 +79,7 @@ try {
     await context.close();
   }
 
-  // An administrator: the table, the workspace page, force-unlock, the audit trail.
+  // An administrator: the table, the workspace page, force-unlock, the audit trail, rollback.
   step = "the administrator";
   {
     const context = await browser.newContext({ ...desktop, httpCredentials: credentials(env("DASHBOARD_ADMIN")) });
@@ -151,6 +151,19 @@ try {
     check(first[1] === "force-unlock" && first[2] === workspace, `the newest audit event is the force-unlock of ${workspace} (got ${first.join(" | ")})`);
     check(first[3] === `user:${credentials(env("DASHBOARD_ADMIN")).username}`, `the force-unlock is recorded as the admin's (got ${first[3]})`);
     check(first[6] === lockId, `the force-unlock names the lock broken (got ${first[6]})`);
+
+    // Rollback: the older version becomes the current state again, as a new serial.
+    await open(page, `/ui/workspaces/${workspace}`);
+    await page.click(`a.rollback[href$="serial=${from}"]`);
+    check(page.url().endsWith(`/ui/workspaces/${workspace}/rollback?serial=${from}`), "rollback asks for confirmation first");
+    const [rolled] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === "POST"),
+      page.click("#confirm"),
+    ]);
+    check(rolled.status() === 303, `the confirmed rollback is answered 303 (got ${rolled.status()})`);
+    await page.waitForURL((url) => url.search.startsWith("?done=rollback"));
+    check((await textOf(page, "#notice")).includes(`the state of serial ${from} is now the current state`), "the page says which version is current again");
+    check(/greeting\s+one/.test(await textOf(page, "#outputs")), "the outputs are the older version's again");
 
     await open(page, "/ui/backend");
     const plugin = await textOf(page, "#plugin");

@@ -221,15 +221,7 @@ async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock_and
     );
 
     // What the browser did reached the state layer and the audit trail.
-    let locks: Value = client
-        .get(format!("{}/api/locks", server.url))
-        .basic_auth(ADMIN.0, Some(ADMIN.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let locks = admin_json(&client, &server, "/api/locks").await;
     assert_eq!(locks, json!([]), "the lock is gone");
     let trail = audit(&client, &server, workspace).await;
     let rolled = &trail[0];
@@ -254,18 +246,8 @@ async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock_and
         "{trail:#?}"
     );
     assert!(broken["client"].as_str().is_some(), "{broken}");
-    let records: Value = client
-        .get(format!(
-            "{}/api/workspaces/{workspace}/broken-locks",
-            server.url
-        ))
-        .basic_auth(ADMIN.0, Some(ADMIN.1))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let path = format!("/api/workspaces/{workspace}/broken-locks");
+    let records = admin_json(&client, &server, &path).await;
     assert_eq!(
         records[0]["by"], "user `admin` via the dashboard",
         "{records}"
@@ -282,16 +264,26 @@ async fn a_person_sees_the_dashboard_in_a_browser_and_an_admin_breaks_a_lock_and
 
 /// The audit trail of `workspace`, newest first.
 async fn audit(client: &reqwest::Client, server: &Server, workspace: &str) -> Vec<Value> {
-    let trail: Value = client
-        .get(format!("{}/api/v1/audit?workspace={workspace}", server.url))
+    let trail = admin_json(
+        client,
+        server,
+        &format!("/api/v1/audit?workspace={workspace}"),
+    )
+    .await;
+    trail["events"].as_array().unwrap().clone()
+}
+
+/// `GET path` of the JSON API as the administrator.
+async fn admin_json(client: &reqwest::Client, server: &Server, path: &str) -> Value {
+    client
+        .get(format!("{}{path}", server.url))
         .basic_auth(ADMIN.0, Some(ADMIN.1))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    trail["events"].as_array().unwrap().clone()
+        .unwrap()
 }
 
 /// The CSRF token of a confirmation page.

@@ -19,6 +19,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use stateplug_state::{AuditAction, AuditEvent};
+
 pub use oidc::{ClaimRule, Jwks, Oidc, OidcSettings, REFETCH_INTERVAL, RuleTemplate, fill_with};
 pub use secret::{Secret, hash};
 
@@ -312,6 +314,15 @@ impl Caller {
             Via::Password => format!("user:{}", self.name),
             Via::Token => format!("token:{}", self.name),
             Via::Oidc => format!("oidc:{}", self.name),
+        }
+    }
+
+    /// The audit event of a change the caller made to `workspace`, with its address.
+    pub fn audit_event(&self, action: AuditAction, workspace: &str) -> AuditEvent {
+        let event = AuditEvent::new(action, workspace, &self.actor());
+        match self.client {
+            Some(client) => event.with_client(client.to_string()),
+            None => event,
         }
     }
 

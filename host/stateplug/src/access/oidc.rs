@@ -80,7 +80,8 @@ pub struct Oidc {
     keys: RwLock<JwkSet>,
     /// When the keys were last fetched for an unknown key id.
     refetched: Mutex<Option<Instant>>,
-    client: reqwest::Client,
+    /// The client that fetches `jwks_url` (none for a `jwks_file`).
+    client: Option<reqwest::Client>,
 }
 
 /// Whether `secret` has a JWT's shape (three base64url parts, a header naming `alg`), so it
@@ -93,13 +94,15 @@ impl Oidc {
     /// The issuer of `settings` with its keys: those of the file, or fetched from the URL
     /// (the error says why they could not be).
     pub async fn open(settings: OidcSettings) -> Result<Oidc, String> {
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cannot make the HTTP client for the JWKS: {e}"))?;
-        let keys = match &settings.jwks {
-            Jwks::Keys(keys) => keys.clone(),
-            Jwks::Url(url) => fetch(&client, url).await?,
+        let (keys, client) = match &settings.jwks {
+            Jwks::Keys(keys) => (keys.clone(), None),
+            Jwks::Url(url) => {
+                let client = reqwest::Client::builder()
+                    .timeout(FETCH_TIMEOUT)
+                    .build()
+                    .map_err(|e| format!("cannot make the HTTP client for the JWKS: {e}"))?;
+                (fetch(&client, url).await?, Some(client))
+            }
         };
         Ok(Oidc {
             settings,
@@ -130,7 +133,7 @@ impl Oidc {
                 stateplug_sdk::text::bounded(kid, 100)
             )
         };
-        let Jwks::Url(url) = &self.settings.jwks else {
+        let (Jwks::Url(url), Some(client)) = (&self.settings.jwks, &self.client) else {
             return Err(unknown());
         };
         {
@@ -140,7 +143,7 @@ impl Oidc {
             }
             *refetched = Some(Instant::now());
         }
-        let keys = fetch(&self.client, url).await.map_err(|e| {
+        let keys = fetch(client, url).await.map_err(|e| {
             tracing::warn!("{e}");
             unknown()
         })?;

@@ -92,7 +92,7 @@ async fn handle_state(
         return forbidden(denied);
     }
     // What a change did, for the audit trail.
-    let event = |action| AuditEvent::new(action, &workspace, &caller.actor());
+    let event = |action| caller.audit_event(action, &workspace);
     let result: Result<Option<AuditEvent>, Failure> = match method.as_str() {
         "GET" | "HEAD" => match workspaces.get(&workspace).await {
             Ok(Some(object)) => {
@@ -159,10 +159,6 @@ async fn handle_state(
     match result {
         Ok(change) => {
             if let Some(change) = change {
-                let change = match caller.client {
-                    Some(client) => change.with_client(client.to_string()),
-                    None => change,
-                };
                 workspaces.audit().record(&change).await;
             }
             StatusCode::OK.into_response()

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use stateplug_sdk::LockInfo;
 use stateplug_sdk::text::bounded;
-use stateplug_state::{AuditAction, AuditEvent, KeptVersion};
+use stateplug_state::{AuditAction, KeptVersion};
 
 use super::AppState;
 use super::auth::{CallerOf, forbidden};
@@ -751,15 +751,6 @@ fn check_change(
     Ok(())
 }
 
-/// The audit event of a change made here, with the caller's address.
-fn event(caller: &Caller, action: AuditAction, workspace: &str) -> AuditEvent {
-    let event = AuditEvent::new(action, workspace, &caller.actor());
-    match caller.client {
-        Some(client) => event.with_client(client.to_string()),
-        None => event,
-    }
-}
-
 /// `POST .../force-unlock`: breaks the lock the confirmation showed, records it, and goes
 /// back to the workspace.
 async fn force_unlock(
@@ -800,7 +791,8 @@ async fn force_unlock(
         let who = format!("{} via the dashboard", caller.label());
         match workspaces.force_unlock(&workspace, &who).await {
             Ok(Some(broken)) => {
-                let change = event(&caller, AuditAction::ForceUnlock, &workspace)
+                let change = caller
+                    .audit_event(AuditAction::ForceUnlock, &workspace)
                     .with_lock_id(Some(&broken.id));
                 workspaces.audit().record(&change).await;
                 Redirect::to(&format!("{back}?done=force-unlock")).into_response()
@@ -836,7 +828,8 @@ async fn rollback(
             .await
         {
             Ok(stored) => {
-                let change = event(&caller, AuditAction::Rollback, &workspace)
+                let change = caller
+                    .audit_event(AuditAction::Rollback, &workspace)
                     .with_serials(stored.serial_before, Some(stored.serial_after));
                 workspaces.audit().record(&change).await;
                 let to = format!(
